@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/convsync/convsync/ingest"
+	"github.com/convsync/convsync/internal/config"
+	"github.com/convsync/convsync/internal/kafka"
+	"github.com/convsync/convsync/internal/logging"
+	"github.com/convsync/convsync/internal/pg"
+	"github.com/convsync/convsync/internal/server"
+)
+
+// settings is every component's configuration. This file is the one place that maps
+// flags and environment variables onto them; the README's configuration table follows it.
+type settings struct {
+	Log    logging.Config
+	HTTP   server.Config
+	Kafka  kafka.Config
+	PG     pg.Config
+	Redis  redisConfig
+	Ingest ingest.Config
+
+	args []string // positional arguments after the flags
+}
+
+// redisConfig is REDIS_URL; empty means the in-memory cache.
+type redisConfig struct {
+	URL string
+}
+
+func defaults() settings {
+	return settings{
+		Log:    logging.Defaults(),
+		HTTP:   server.Defaults(),
+		Kafka:  kafka.Defaults(),
+		PG:     pg.Defaults(),
+		Ingest: ingest.Defaults(),
+	}
+}
+
+// bind registers every flag of s on fs, with environment variables as defaults.
+func bind(fs *flag.FlagSet, s *settings) *config.Binder {
+	b := config.NewBinder(fs, os.LookupEnv)
+	b.String(&s.Log.Level, "log-level", "log level: debug, info, warn, error", "LOG_LEVEL")
+	b.String(&s.Log.Format, "log-format", "log format: auto (text on a terminal), json, text", "LOG_FORMAT")
+
+	b.String(&s.HTTP.Addr, "http-addr", "listen address for the role's routes, /metrics, /healthz, /readyz", "HTTP_ADDR")
+	b.Duration(&s.HTTP.ShutdownTimeout, "http-shutdown-timeout", "how long in-flight requests may take to finish at shutdown", "HTTP_SHUTDOWN_TIMEOUT")
+
+	b.Strings(&s.Kafka.Brokers, "kafka-brokers", "Kafka bootstrap brokers, comma-separated", "KAFKA_BROKERS")
+	b.String(&s.Kafka.ClientID, "kafka-client-id", "Kafka client id", "KAFKA_CLIENT_ID")
+	b.String(&s.Kafka.EventsTopic, "events-topic", "topic of the event log", "KAFKA_EVENTS_TOPIC")
+	b.String(&s.Kafka.DeltasTopic, "deltas-topic", "topic of the compacted deltas", "KAFKA_DELTAS_TOPIC")
+	b.String(&s.Kafka.DLQTopic, "dlq-topic", "dead-letter topic", "KAFKA_DLQ_TOPIC")
+	b.Int(&s.Kafka.Partitions, "kafka-partitions", "partitions of each topic that convsync migrate creates", "KAFKA_PARTITIONS")
+	b.Int(&s.Kafka.ReplicationFactor, "kafka-replication-factor", "replication factor of each topic that convsync migrate creates", "KAFKA_REPLICATION_FACTOR")
+
+	b.Secret(&s.PG.URL, "database-url", "PostgreSQL connection string (primary)", "DATABASE_URL")
+	b.Secret(&s.PG.ReadURL, "database-read-url", "PostgreSQL connection string of a read replica for the read API", "DATABASE_READ_URL")
+	b.Int(&s.PG.PoolMax, "pg-pool-max", "maximum connections per pool", "PG_POOL_MAX", "SUPABASE_POOL_MAX")
+	b.Int(&s.PG.PoolMin, "pg-pool-min", "connections each pool keeps open", "PG_POOL_MIN", "SUPABASE_POOL_MIN")
+	b.String(&s.PG.ExecMode, "pg-exec-mode", "statement mode: cache_statement, cache_describe, describe_exec, exec, simple_protocol (for poolers without prepared statements)", "PG_EXEC_MODE")
+
+	b.Secret(&s.Ingest.VerifyToken, "webhook-verify-token", "token of Meta's subscription handshake (GET /api/webhook)", "WEBHOOK_VERIFY_TOKEN")
+	b.Secret(&s.Ingest.AppSecret, "meta-app-secret", "app secret that signs webhooks (X-Hub-Signature-256)", "META_APP_SECRET")
+	b.Int64(&s.Ingest.MaxBodyBytes, "webhook-max-body-bytes", "largest webhook body accepted; larger gets 413", "WEBHOOK_MAX_BODY_BYTES")
+	b.Duration(&s.Ingest.ProduceTimeout, "webhook-produce-timeout", "how long a webhook waits for Kafka before answering 503", "WEBHOOK_PRODUCE_TIMEOUT")
+
+	b.Secret(&s.Redis.URL, "redis-url", "Redis URL; several comma-separated addresses mean a Redis Cluster; empty uses the in-memory cache", "REDIS_URL")
+	return b
+}
+
+// parse binds, parses args and validates what cmd needs.
+func parse(name string, args []string, validate ...func(*settings) error) (*settings, error) {
+	s := defaults()
+	fs := flag.NewFlagSet("convsync "+name, flag.ContinueOnError)
+	b := bind(fs, &s)
+	if err := b.Err(); err != nil {
+		return nil, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		s.args = fs.Args()
+	}
+	var errs []error
+	for _, v := range validate {
+		errs = append(errs, v(&s))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	return &s, nil
+}

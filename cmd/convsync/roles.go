@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/convsync/convsync/internal/logging"
+	"github.com/convsync/convsync/internal/server"
+)
+
+// app is what every role shares in one process: configuration, logger, metrics registry,
+// the HTTP listener, and the errgroup that runs the roles.
+type app struct {
+	s   *settings
+	log *slog.Logger
+	reg *prometheus.Registry
+	srv *server.Server
+	g   *errgroup.Group
+	// closers run in reverse order of creation after every role has returned.
+	closers []func()
+}
+
+func (a *app) onClose(f func()) { a.closers = append(a.closers, f) }
+
+// role wires one role into the app: it builds its components and adds their Run to a.g.
+type role struct {
+	name     string
+	validate []func(*settings) error
+	start    func(ctx context.Context, a *app) error
+}
+
+// allRoles are the roles `convsync all` runs, in start order.
+func allRoles() []role { return []role{ingestRole} }
+
+func runRoles(ctx context.Context, name string, args []string, roles ...role) error {
+	var validate []func(*settings) error
+	for _, r := range roles {
+		validate = append(validate, r.validate...)
+	}
+	s, err := parse(name, args, validate...)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(s.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(s.HTTP, reg, log)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	a := &app{s: s, log: log, reg: reg, srv: srv, g: g}
+	defer func() {
+		for i := len(a.closers) - 1; i >= 0; i-- {
+			a.closers[i]()
+		}
+	}()
+	for _, r := range roles {
+		if err := r.start(gctx, a); err != nil {
+			return fmt.Errorf("start %s: %w", r.name, err)
+		}
+	}
+	g.Go(func() error { return srv.Run(gctx) })
+	names := make([]string, 0, len(roles))
+	for _, r := range roles {
+		names = append(names, r.name)
+	}
+	log.Info("convsync started", "command", name, "roles", names, "http_addr", s.HTTP.Addr)
+	return g.Wait()
+}

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# Starts and stops the real services convsync needs, as local processes (no container
+# engine here): PostgreSQL and Redis from Debian's packages, Apache Kafka in KRaft mode from
+# Maven Central jars. Idempotent: a service that already runs, or whose URL is given in
+# DATABASE_URL / REDIS_URL / KAFKA_BROKERS, is left alone. Everything lives under .local/:
+# data, pid files, logs, and .local/env with the URLs for tests and `make run`.
+#
+#   deploy/local/services.sh up|down|status|install
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$ROOT/deploy/local"
+LOCAL=${CONVSYNC_LOCAL_DIR:-"$ROOT/.local"}
+# Tests that stop and restart a broker of their own point these at a private folder
+# and reuse the jars already resolved.
+KAFKA_LIBS=${CONVSYNC_KAFKA_LIBS:-"$LOCAL/kafka/libs"}
+
+PG_PORT=${CONVSYNC_PG_PORT:-55432}
+REDIS_PORT=${CONVSYNC_REDIS_PORT:-56379}
+KAFKA_PORT=${CONVSYNC_KAFKA_PORT:-59092}
+KAFKA_CONTROLLER_PORT=${CONVSYNC_KAFKA_CONTROLLER_PORT:-59093}
+KAFKA_HEAP=${CONVSYNC_KAFKA_HEAP:--Xms256m -Xmx512m}
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+alive() { # alive PIDFILE: the process in the pid file runs
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+APT_UPDATED=
+apt_install() {
+  have apt-get || die "missing $*, and apt-get is not available to install it"
+  if [ -z "$APT_UPDATED" ]; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] && [ -x "$d/initdb" ] && echo "$d"
+}
+
+# install puts every program the local stack needs on the machine, from Debian's packages.
+install() {
+  local pkgs=()
+  [ -n "$(pg_bin)" ] || pkgs+=(postgresql)
+  have psql || pkgs+=(postgresql-client)
+  have redis-server || pkgs+=(redis-server)
+  have redis-cli || pkgs+=(redis-tools)
+  have kcat || pkgs+=(kcat)
+  have java || pkgs+=(openjdk-17-jre-headless)
+  have mvn || pkgs+=(maven)
+  have promtool || pkgs+=(prometheus)
+  if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
+  have go || die "Go is not installed; this machine kind ships it (see README)"
+}
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+pg_up() {
+  local bin data="$LOCAL/pg/data" sock="$LOCAL/pg"
+  bin=$(pg_bin) || die "PostgreSQL server binaries not found"
+  mkdir -p "$LOCAL/pg"
+  # postgres refuses to run as root: the cluster belongs to the postgres system user.
+  id postgres >/dev/null 2>&1 || useradd --system --home-dir "$LOCAL/pg" --shell /usr/sbin/nologin postgres
+  chown postgres "$LOCAL/pg"
+  if [ -f "$data/postmaster.pid" ] && runuser -u postgres -- "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "postgres already running on 127.0.0.1:$PG_PORT"
+  else
+    if [ ! -f "$data/PG_VERSION" ]; then
+      log "initdb $data"
+      runuser -u postgres -- "$bin/initdb" -D "$data" --auth=trust --username=postgres \
+        --encoding=UTF8 --locale=C.UTF-8 >"$LOCAL/pg/initdb.log" 2>&1 ||
+        runuser -u postgres -- "$bin/initdb" -D "$data" --auth=trust --username=postgres \
+          --encoding=UTF8 --no-locale >"$LOCAL/pg/initdb.log" 2>&1 || die "initdb failed: see $LOCAL/pg/initdb.log"
+      cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$sock'
+max_connections = 300
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = on
+wal_level = replica
+max_wal_senders = 5
+EOF
+      echo "host replication all 127.0.0.1/32 trust" >>"$data/pg_hba.conf"
+    fi
+    log "starting postgres on 127.0.0.1:$PG_PORT"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$LOCAL/pg/postgres.log" -w -t 60 start >/dev/null ||
+      die "postgres did not start: see $LOCAL/pg/postgres.log"
+  fi
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
+    "SELECT 1 FROM pg_roles WHERE rolname='convsync'" | grep -q 1 ||
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE ROLE convsync LOGIN SUPERUSER"
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname='convsync'" | grep -q 1 ||
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE convsync OWNER convsync"
+}
+
+pg_down() {
+  local bin data="$LOCAL/pg/data"
+  bin=$(pg_bin) || return 0
+  if [ -f "$data/postmaster.pid" ]; then
+    log "stopping postgres"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+}
+
+# --- Redis ----------------------------------------------------------------------------
+
+redis_up() {
+  mkdir -p "$LOCAL/redis"
+  if alive "$LOCAL/redis/redis.pid"; then
+    log "redis already running on 127.0.0.1:$REDIS_PORT"
+    return
+  fi
+  log "starting redis on 127.0.0.1:$REDIS_PORT"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --daemonize yes --pidfile "$LOCAL/redis/redis.pid" --logfile "$LOCAL/redis/redis.log" \
+    --dir "$LOCAL/redis"
+  local i
+  for i in $(seq 1 100); do
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return
+    sleep 0.1
+  done
+  die "redis did not answer: see $LOCAL/redis/redis.log"
+}
+
+redis_down() {
+  if alive "$LOCAL/redis/redis.pid"; then
+    log "stopping redis"
+    kill "$(cat "$LOCAL/redis/redis.pid")" || true
+    wait_gone "$LOCAL/redis/redis.pid"
+  fi
+  rm -f "$LOCAL/redis/redis.pid"
+}
+
+# --- Kafka ----------------------------------------------------------------------------
+
+kafka_libs() {
+  local libs="$KAFKA_LIBS" stamp
+  stamp=$(sha256sum "$HERE/kafka/pom.xml" | cut -c1-16)
+  if [ -f "$libs/.stamp" ] && [ "$(cat "$libs/.stamp")" = "$stamp" ]; then return; fi
+  log "resolving Apache Kafka jars from Maven Central (once)"
+  rm -rf "$libs"
+  mkdir -p "$libs"
+  mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$libs" -DincludeScope=runtime >"$LOCAL/kafka/mvn.log" 2>&1 ||
+    die "mvn could not resolve Kafka: see $LOCAL/kafka/mvn.log"
+  echo "$stamp" >"$libs/.stamp"
+}
+
+kafka_ready() {
+  kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 >/dev/null 2>&1
+}
+
+kafka_up() {
+  mkdir -p "$LOCAL/kafka"
+  if alive "$LOCAL/kafka/kafka.pid"; then
+    log "kafka already running on 127.0.0.1:$KAFKA_PORT"
+    return
+  fi
+  kafka_libs
+  local props="$LOCAL/kafka/server.properties" data="$LOCAL/kafka/data"
+  cat >"$props" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=67108864
+log.retention.hours=168
+EOF
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$data/meta.properties" ]; then
+    [ -f "$LOCAL/kafka/cluster.id" ] || java -cp "$cp" kafka.tools.StorageTool random-uuid >"$LOCAL/kafka/cluster.id" 2>/dev/null
+    log "formatting kafka storage"
+    java -cp "$cp" -Dlog4j.configuration="file:$HERE/kafka/log4j.properties" kafka.tools.StorageTool format \
+      -t "$(cat "$LOCAL/kafka/cluster.id")" -c "$props" >"$LOCAL/kafka/format.log" 2>&1 ||
+      die "kafka storage format failed: see $LOCAL/kafka/format.log"
+  fi
+  log "starting kafka on 127.0.0.1:$KAFKA_PORT"
+  # shellcheck disable=SC2086
+  nohup java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$HERE/kafka/log4j.properties" \
+    -cp "$cp" kafka.Kafka "$props" >"$LOCAL/kafka/kafka.log" 2>&1 </dev/null &
+  echo $! >"$LOCAL/kafka/kafka.pid"
+  local i
+  for i in $(seq 1 240); do
+    kafka_ready && { log "kafka answers metadata requests"; return; }
+    alive "$LOCAL/kafka/kafka.pid" || die "kafka exited: see $LOCAL/kafka/kafka.log"
+    sleep 0.5
+  done
+  die "kafka did not answer a metadata request in 120 s: see $LOCAL/kafka/kafka.log"
+}
+
+kafka_down() {
+  if alive "$LOCAL/kafka/kafka.pid"; then
+    log "stopping kafka"
+    kill "$(cat "$LOCAL/kafka/kafka.pid")" || true
+    wait_gone "$LOCAL/kafka/kafka.pid" 60
+  fi
+  rm -f "$LOCAL/kafka/kafka.pid"
+}
+
+wait_gone() { # wait_gone PIDFILE [SECONDS]
+  local i n=$(( ${2:-20} * 10 ))
+  for i in $(seq 1 "$n"); do
+    alive "$1" || return 0
+    sleep 0.1
+  done
+  kill -9 "$(cat "$1")" 2>/dev/null || true
+}
+
+# --- env file -------------------------------------------------------------------------
+
+write_env() {
+  local db=${DATABASE_URL:-"postgres://convsync@127.0.0.1:$PG_PORT/convsync?sslmode=disable"}
+  local redis=${REDIS_URL:-"redis://127.0.0.1:$REDIS_PORT/0"}
+  local kafka=${KAFKA_BROKERS:-"127.0.0.1:$KAFKA_PORT"}
+  cat >"$LOCAL/env" <<EOF
+# written by deploy/local/services.sh; source it: . .local/env
+export DATABASE_URL='$db'
+export REDIS_URL='$redis'
+export KAFKA_BROKERS='$kafka'
+EOF
+  log "wrote $LOCAL/env"
+}
+
+up() {
+  mkdir -p "$LOCAL"
+  install
+  if [ -n "${DATABASE_URL:-}" ]; then log "DATABASE_URL given: not starting postgres"; else pg_up; fi
+  if [ -n "${REDIS_URL:-}" ]; then log "REDIS_URL given: not starting redis"; else redis_up; fi
+  if [ -n "${KAFKA_BROKERS:-}" ]; then log "KAFKA_BROKERS given: not starting kafka"; else kafka_up; fi
+  write_env
+}
+
+down() {
+  kafka_down
+  redis_down
+  pg_down
+}
+
+status() {
+  local bin
+  bin=$(pg_bin || true)
+  if [ -n "$bin" ] && [ -f "$LOCAL/pg/data/postmaster.pid" ] &&
+    runuser -u postgres -- "$bin/pg_ctl" -D "$LOCAL/pg/data" status >/dev/null 2>&1; then
+    echo "postgres: up (127.0.0.1:$PG_PORT)"
+  else echo "postgres: down"; fi
+  if alive "$LOCAL/redis/redis.pid"; then echo "redis: up (127.0.0.1:$REDIS_PORT)"; else echo "redis: down"; fi
+  if alive "$LOCAL/kafka/kafka.pid"; then echo "kafka: up (127.0.0.1:$KAFKA_PORT)"; else echo "kafka: down"; fi
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+status) status ;;
+install) install ;;
+kafka-up) kafka_up ;;
+kafka-down) kafka_down ;;
+redis-up) redis_up ;;
+redis-down) redis_down ;;
+*) echo "usage: $0 up|down|status|install|kafka-up|kafka-down|redis-up|redis-down" >&2; exit 2 ;;
+esac

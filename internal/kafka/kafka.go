@@ -1,0 +1,159 @@
+// Package kafka holds the Kafka configuration shared by every role (brokers, topic names,
+// partitioning) and creates the topics with kadm. The topics are the event log
+// (convsync.events.v1, kept forever: it is the source of truth and replays read it),
+// the processor's compacted deltas (convsync.deltas.v1) and the dead-letter queue
+// (convsync.dlq.v1). Every record is keyed by page id, so a page's events share a
+// partition and keep their order.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config is the Kafka configuration.
+type Config struct {
+	Brokers           []string // KAFKA_BROKERS
+	ClientID          string   // KAFKA_CLIENT_ID
+	EventsTopic       string   // KAFKA_EVENTS_TOPIC
+	DeltasTopic       string   // KAFKA_DELTAS_TOPIC
+	DLQTopic          string   // KAFKA_DLQ_TOPIC
+	Partitions        int      // KAFKA_PARTITIONS
+	ReplicationFactor int      // KAFKA_REPLICATION_FACTOR
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{
+		Brokers:           []string{"127.0.0.1:9092"},
+		ClientID:          "convsync",
+		EventsTopic:       "convsync.events.v1",
+		DeltasTopic:       "convsync.deltas.v1",
+		DLQTopic:          "convsync.dlq.v1",
+		Partitions:        12,
+		ReplicationFactor: 1,
+	}
+}
+
+// Validate reports the first invalid value, naming its variable.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("KAFKA_BROKERS is required (host:port, comma-separated)")
+	case c.EventsTopic == "" || c.DeltasTopic == "" || c.DLQTopic == "":
+		return errors.New("KAFKA_EVENTS_TOPIC, KAFKA_DELTAS_TOPIC and KAFKA_DLQ_TOPIC must not be empty")
+	case c.Partitions < 1:
+		return fmt.Errorf("KAFKA_PARTITIONS must be at least 1, got %d", c.Partitions)
+	case c.ReplicationFactor < 1:
+		return fmt.Errorf("KAFKA_REPLICATION_FACTOR must be at least 1, got %d", c.ReplicationFactor)
+	}
+	return nil
+}
+
+// Opts are the client options every convsync client starts from.
+func (c Config) Opts() []kgo.Opt {
+	return []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(c.ClientID)}
+}
+
+// TopicSpec is one topic convsync needs and its configuration.
+type TopicSpec struct {
+	Name    string
+	Configs map[string]*string
+}
+
+// Topics lists the topics with their configuration. The event log keeps every record
+// (retention.ms=-1): replay rebuilds the read model from it.
+func (c Config) Topics() []TopicSpec {
+	minISR := strconv.Itoa(min(2, c.ReplicationFactor))
+	return []TopicSpec{
+		{c.EventsTopic, map[string]*string{"retention.ms": kadm.StringPtr("-1"), "min.insync.replicas": &minISR}},
+		{c.DeltasTopic, map[string]*string{"retention.ms": kadm.StringPtr(strconv.Itoa(7 * 24 * 3600 * 1000)), "min.insync.replicas": &minISR}},
+		{c.DLQTopic, map[string]*string{"retention.ms": kadm.StringPtr(strconv.Itoa(30 * 24 * 3600 * 1000)), "min.insync.replicas": &minISR}},
+	}
+}
+
+// TopicState is a topic as the cluster has it.
+type TopicState struct {
+	Name              string
+	Partitions        int
+	ReplicationFactor int
+	Created           bool // created by this call
+}
+
+// EnsureTopics creates the missing topics and leaves existing ones as they are (growing
+// partitions would move pages to other partitions, so that stays a deliberate act).
+// Running it again is harmless.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, c Config) ([]TopicState, error) {
+	created := map[string]bool{}
+	for _, t := range c.Topics() {
+		resp, err := adm.CreateTopic(ctx, int32(c.Partitions), int16(c.ReplicationFactor), t.Configs, t.Name)
+		switch {
+		case err == nil:
+			created[t.Name] = true
+		case errors.Is(err, kerr.TopicAlreadyExists):
+		default:
+			return nil, fmt.Errorf("create topic %s: %w", t.Name, errors.Join(err, errorMessage(resp.ErrMessage)))
+		}
+	}
+	names := make([]string, 0, 3)
+	for _, t := range c.Topics() {
+		names = append(names, t.Name)
+	}
+	// A new topic's metadata reaches the brokers a moment after creation: wait for it.
+	var states []TopicState
+	var err error
+	for attempt := 0; ; attempt++ {
+		states, err = DescribeTopics(ctx, adm, names...)
+		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || attempt == 50 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := range states {
+		states[i].Created = created[states[i].Name]
+	}
+	return states, nil
+}
+
+func errorMessage(m string) error {
+	if m == "" {
+		return nil
+	}
+	return errors.New(m)
+}
+
+// DescribeTopics reports the named topics' partitions and replication.
+func DescribeTopics(ctx context.Context, adm *kadm.Client, names ...string) ([]TopicState, error) {
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	out := make([]TopicState, 0, len(details))
+	for _, d := range details.Sorted() {
+		if d.Err != nil {
+			return nil, fmt.Errorf("describe topic %s: %w", d.Topic, d.Err)
+		}
+		rf := 0
+		for _, p := range d.Partitions {
+			rf = max(rf, len(p.Replicas))
+		}
+		out = append(out, TopicState{Name: d.Topic, Partitions: len(d.Partitions), ReplicationFactor: rf})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
