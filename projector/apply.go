@@ -1,0 +1,360 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/convsync/convsync/processor"
+)
+
+// ErrFenced means another writer advanced the partition's offsets first (a rebalance
+// overlap): the transaction was rolled back and this writer must stop.
+var ErrFenced = errors.New("projector offsets moved by another writer")
+
+// Position is where a partition's batch ends: the offsets row written in the same
+// transaction as the rows.
+type Position struct {
+	Group     string
+	Topic     string
+	Partition int32
+	// From is the offset of the batch's first delta, Next the offset after its last.
+	// Deltas below the stored next offset were applied already and are skipped.
+	From, Next int64
+}
+
+// Input is one delta and its offset.
+type Input struct {
+	Offset int64
+	Delta  processor.Delta
+}
+
+// PageVersion and ConversationVersion name rows a batch touched, with the version they
+// were merged at: what the cache hook refreshes.
+type PageVersion struct {
+	PageID  string
+	Version int64
+}
+
+// ConversationVersion is a touched conversation.
+type ConversationVersion struct {
+	PageID  string
+	PSID    string
+	Version int64
+}
+
+// Touched is what one committed batch changed.
+type Touched struct {
+	Pages         []PageVersion
+	Conversations []ConversationVersion
+}
+
+// Result is the outcome of one applied batch.
+type Result struct {
+	Touched Touched
+	// Applied counts the deltas written (not skipped as already applied).
+	Applied int
+	// ReceivedMS are the arrival times of the events in the applied deltas.
+	ReceivedMS []int64
+	// Rows per table, and merge time per table.
+	Rows      map[string]int64
+	Durations map[string]time.Duration
+	Committed time.Time
+}
+
+// Writer merges deltas into the read model, one transaction per batch.
+type Writer struct {
+	pool *pgxpool.Pool
+}
+
+// NewWriter writes through pool (whose search_path names the schema).
+func NewWriter(pool *pgxpool.Pool) *Writer { return &Writer{pool: pool} }
+
+// Apply writes a batch of deltas of one partition in one transaction: coalesce per key,
+// COPY into temporary tables, one merge statement per table, the offsets row. With pos
+// nil no offsets are kept (replay writes that way). Deltas whose offset is below the
+// stored next offset were applied before and are skipped, so a batch applied twice
+// changes nothing.
+func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, error) {
+	res := Result{Rows: map[string]int64{}, Durations: map[string]time.Duration{}}
+	tx, err := w.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return res, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	var version int64
+	expected := int64(-1)
+	b := &pgx.Batch{}
+	for _, stmt := range strings.Split(createTemp, ";") {
+		b.Queue(stmt)
+	}
+	b.Queue(`SELECT nextval('read_model_version_seq')`).QueryRow(func(r pgx.Row) error { return r.Scan(&version) })
+	if pos != nil {
+		b.Queue(`SELECT next_offset FROM projector_offsets
+			WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
+			pos.Group, pos.Topic, pos.Partition).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				if err := rows.Scan(&expected); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return res, fmt.Errorf("prepare batch: %w", err)
+	}
+
+	deltas := make([]processor.Delta, 0, len(in))
+	for _, d := range in {
+		if pos != nil && d.Offset < expected {
+			continue // applied by an earlier transaction
+		}
+		deltas = append(deltas, d.Delta)
+		res.ReceivedMS = append(res.ReceivedMS, d.Delta.ReceivedMS...)
+	}
+	res.Applied = len(deltas)
+	rows := coalesce(deltas)
+
+	for _, c := range []struct {
+		table string
+		cols  []string
+		rows  [][]any
+	}{
+		{"tmp_pages", pageCols, rows.pages},
+		{"tmp_conversations", convCols, rows.convs},
+		{"tmp_messages", msgCols, rows.msgs},
+		{"tmp_events", eventCols, rows.events},
+	} {
+		if len(c.rows) == 0 {
+			continue
+		}
+		start := time.Now()
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{c.table}, c.cols, pgx.CopyFromRows(c.rows)); err != nil {
+			return res, fmt.Errorf("copy %s: %w", c.table, err)
+		}
+		res.Durations["copy"] += time.Since(start)
+	}
+
+	// The merges go in one pipelined round trip; the server runs them in order, so the
+	// time between two results is the time of the second statement.
+	b = &pgx.Batch{}
+	var last time.Time
+	step := func(table string) {
+		now := time.Now()
+		res.Durations[table] += now.Sub(last)
+		last = now
+	}
+	if len(rows.pages) > 0 {
+		b.Queue(mergePages, version).Query(func(r pgx.Rows) error {
+			for r.Next() {
+				var pv PageVersion
+				if err := r.Scan(&pv.PageID, &pv.Version); err != nil {
+					return err
+				}
+				res.Touched.Pages = append(res.Touched.Pages, pv)
+			}
+			res.Rows["facebook_pages"] = int64(len(res.Touched.Pages))
+			step("facebook_pages")
+			return r.Err()
+		})
+	}
+	if len(rows.msgs) > 0 {
+		b.Queue(mergeMessages, version).Exec(func(ct pgconn.CommandTag) error {
+			res.Rows["messages"] = int64(len(rows.msgs))
+			step("messages")
+			return nil
+		})
+	}
+	if len(rows.convs) > 0 {
+		b.Queue(mergeConversations, version).Exec(func(ct pgconn.CommandTag) error {
+			res.Rows["conversations"] = ct.RowsAffected()
+			step("conversations")
+			return nil
+		})
+		b.Queue(deriveConversations).Query(func(r pgx.Rows) error {
+			for r.Next() {
+				var cv ConversationVersion
+				if err := r.Scan(&cv.PageID, &cv.PSID, &cv.Version); err != nil {
+					return err
+				}
+				res.Touched.Conversations = append(res.Touched.Conversations, cv)
+			}
+			step("conversations")
+			return r.Err()
+		})
+	}
+	if len(rows.events) > 0 {
+		b.Queue(mergeEvents).Exec(func(ct pgconn.CommandTag) error {
+			res.Rows["conversation_events"] = ct.RowsAffected()
+			step("conversation_events")
+			return nil
+		})
+	}
+	fenced := false
+	if pos != nil {
+		b.Queue(saveOffsets, pos.Group, pos.Topic, pos.Partition, pos.Next, expected).Exec(func(ct pgconn.CommandTag) error {
+			fenced = ct.RowsAffected() != 1
+			step("projector_offsets")
+			return nil
+		})
+	}
+	last = time.Now()
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return res, fmt.Errorf("merge: %w", err)
+	}
+	if fenced {
+		return res, ErrFenced
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	res.Committed = time.Now()
+	return res, nil
+}
+
+// rows are the coalesced rows of a batch, one per key, ready for COPY.
+type rowSet struct {
+	pages, convs, msgs, events [][]any
+}
+
+var (
+	pageCols  = []string{"page_id", "name", "name_at", "last_synced_at"}
+	convCols  = []string{"page_id", "psid", "thread_id", "participant_name", "participant_name_at", "snapshot_at", "snapshot_message_count", "snapshot_unread_count", "snapshot_snippet", "read_watermark", "delivery_watermark", "last_message_at", "last_message_mid", "last_message_direction", "last_outbound_at"}
+	msgCols   = []string{"page_id", "mid", "psid", "direction", "text", "attachments", "reactions", "edit_count", "content_source", "sent_at", "app_id", "reply_to_mid"}
+	eventCols = []string{"page_id", "event_id", "psid", "type", "occurred_at", "data"}
+)
+
+// coalesce merges the batch's deltas per key with the processor's rules, because one
+// multi-row upsert may not touch a row twice.
+func coalesce(deltas []processor.Delta) rowSet {
+	type convKey struct{ page, psid string }
+	type msgKey struct{ page, mid string }
+	pages := map[string]*processor.Delta{}
+	convs := map[convKey]*processor.ConversationDelta{}
+	msgs := map[msgKey]*processor.MessageDelta{}
+	msgPSID := map[msgKey]string{}
+	events := map[[2]string]processor.Other{}
+	for _, d := range deltas {
+		p := pages[d.PageID]
+		if p == nil {
+			p = &processor.Delta{PageID: d.PageID}
+			pages[d.PageID] = p
+		}
+		if d.LastSyncedAt.After(p.LastSyncedAt) {
+			p.LastSyncedAt = d.LastSyncedAt
+		}
+		if d.PageName != "" && (d.PageNameAt.After(p.PageNameAt) || (d.PageNameAt.Equal(p.PageNameAt) && d.PageName > p.PageName)) {
+			p.PageName, p.PageNameAt = d.PageName, d.PageNameAt
+		}
+		for _, c := range d.Conversations {
+			k := convKey{d.PageID, c.PSID}
+			cur := convs[k]
+			if cur == nil {
+				cur = &processor.ConversationDelta{PSID: c.PSID}
+				convs[k] = cur
+			}
+			processor.MergeConversation(cur, c)
+			for _, m := range c.Messages {
+				mk := msgKey{d.PageID, m.MID}
+				cm := msgs[mk]
+				if cm == nil {
+					cm = &processor.MessageDelta{MID: m.MID}
+					msgs[mk] = cm
+					msgPSID[mk] = c.PSID
+				}
+				processor.MergeMessage(cm, m)
+			}
+		}
+		for _, o := range d.Others {
+			events[[2]string{d.PageID, o.ID}] = o
+		}
+	}
+
+	var rs rowSet
+	for _, id := range sortedKeys(pages) {
+		p := pages[id]
+		rs.pages = append(rs.pages, []any{id, nullString(p.PageName), nullTime(p.PageNameAt), nullTime(p.LastSyncedAt)})
+	}
+	ck := make([]convKey, 0, len(convs))
+	for k := range convs {
+		ck = append(ck, k)
+	}
+	sort.Slice(ck, func(i, j int) bool {
+		return ck[i].page < ck[j].page || ck[i].page == ck[j].page && ck[i].psid < ck[j].psid
+	})
+	for _, k := range ck {
+		c := convs[k]
+		row := []any{k.page, k.psid, nullString(c.ThreadID), nullString(c.ParticipantName), nullTime(c.ParticipantNameAt),
+			nil, nil, nil, nil,
+			nullTime(c.ReadWatermark), nullTime(c.DeliveryWatermark), nullTime(c.LastAt), nullString(c.LastMID),
+			nullString(c.LastDirection), nullTime(c.LastOutboundAt)}
+		if s := c.Snapshot; s != nil {
+			row[5], row[6], row[7], row[8] = s.UpdatedTime, int32(s.MessageCount), int32(s.UnreadCount), nullString(s.Snippet)
+		}
+		rs.convs = append(rs.convs, row)
+	}
+	mk := make([]msgKey, 0, len(msgs))
+	for k := range msgs {
+		mk = append(mk, k)
+	}
+	sort.Slice(mk, func(i, j int) bool {
+		return mk[i].page < mk[j].page || mk[i].page == mk[j].page && mk[i].mid < mk[j].mid
+	})
+	for _, k := range mk {
+		m := msgs[k]
+		atts := m.Attachments
+		if len(atts) == 0 {
+			atts = json.RawMessage("[]")
+		}
+		reactions := []byte("{}")
+		if len(m.Reactions) > 0 {
+			reactions, _ = json.Marshal(m.Reactions) // plain structs: cannot fail
+		}
+		rs.msgs = append(rs.msgs, []any{k.page, k.mid, msgPSID[k], nullString(m.Direction), nullString(m.Text),
+			string(atts), string(reactions), int32(m.EditCount), int16(m.ContentSource), nullTime(m.SentAt),
+			nullString(m.AppID), nullString(m.ReplyToMID)})
+	}
+	ek := make([][2]string, 0, len(events))
+	for k := range events {
+		ek = append(ek, k)
+	}
+	sort.Slice(ek, func(i, j int) bool { return ek[i][0] < ek[j][0] || ek[i][0] == ek[j][0] && ek[i][1] < ek[j][1] })
+	for _, k := range ek {
+		o := events[k]
+		rs.events = append(rs.events, []any{k[0], o.ID, nullString(o.PSID), o.Type, o.OccurredAt, string(o.Data)})
+	}
+	return rs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
