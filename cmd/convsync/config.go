@@ -12,17 +12,21 @@ import (
 	"github.com/convsync/convsync/internal/logging"
 	"github.com/convsync/convsync/internal/pg"
 	"github.com/convsync/convsync/internal/server"
+	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/projector"
 )
 
 // settings is every component's configuration. This file is the one place that maps
 // flags and environment variables onto them; the README's configuration table follows it.
 type settings struct {
-	Log    logging.Config
-	HTTP   server.Config
-	Kafka  kafka.Config
-	PG     pg.Config
-	Redis  redisConfig
-	Ingest ingest.Config
+	Log       logging.Config
+	HTTP      server.Config
+	Kafka     kafka.Config
+	PG        pg.Config
+	Redis     redisConfig
+	Ingest    ingest.Config
+	Processor processor.Config
+	Projector projector.Config
 
 	args []string // positional arguments after the flags
 }
@@ -34,11 +38,13 @@ type redisConfig struct {
 
 func defaults() settings {
 	return settings{
-		Log:    logging.Defaults(),
-		HTTP:   server.Defaults(),
-		Kafka:  kafka.Defaults(),
-		PG:     pg.Defaults(),
-		Ingest: ingest.Defaults(),
+		Log:       logging.Defaults(),
+		HTTP:      server.Defaults(),
+		Kafka:     kafka.Defaults(),
+		PG:        pg.Defaults(),
+		Ingest:    ingest.Defaults(),
+		Processor: processor.Defaults(),
+		Projector: projector.Defaults(),
 	}
 }
 
@@ -57,6 +63,7 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 	b.String(&s.Kafka.DeltasTopic, "deltas-topic", "topic of the compacted deltas", "KAFKA_DELTAS_TOPIC")
 	b.String(&s.Kafka.DLQTopic, "dlq-topic", "dead-letter topic", "KAFKA_DLQ_TOPIC")
 	b.Int(&s.Kafka.Partitions, "kafka-partitions", "partitions of each topic that convsync migrate creates", "KAFKA_PARTITIONS")
+	b.Duration(&s.Kafka.SessionTimeout, "kafka-session-timeout", "how long a consumer group waits for a crashed member before reassigning its partitions", "KAFKA_SESSION_TIMEOUT")
 	b.Int(&s.Kafka.ReplicationFactor, "kafka-replication-factor", "replication factor of each topic that convsync migrate creates", "KAFKA_REPLICATION_FACTOR")
 
 	b.Secret(&s.PG.URL, "database-url", "PostgreSQL connection string (primary)", "DATABASE_URL")
@@ -69,6 +76,15 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 	b.Secret(&s.Ingest.AppSecret, "meta-app-secret", "app secret that signs webhooks (X-Hub-Signature-256)", "META_APP_SECRET")
 	b.Int64(&s.Ingest.MaxBodyBytes, "webhook-max-body-bytes", "largest webhook body accepted; larger gets 413", "WEBHOOK_MAX_BODY_BYTES")
 	b.Duration(&s.Ingest.ProduceTimeout, "webhook-produce-timeout", "how long a webhook waits for Kafka before answering 503", "WEBHOOK_PRODUCE_TIMEOUT")
+
+	b.String(&s.Processor.Group, "processor-group", "consumer group of the processor", "PROCESSOR_GROUP")
+	b.String(&s.Processor.TransactionalID, "processor-transactional-id", "transactional id of this processor instance (unique per instance; default from group, host and pid)", "PROCESSOR_TRANSACTIONAL_ID")
+	b.Int(&s.Processor.MaxPollRecords, "processor-max-poll-records", "events per processor transaction at most", "PROCESSOR_MAX_POLL_RECORDS")
+
+	b.String(&s.Projector.Group, "projector-group", "consumer group of the projector (offsets kept in Postgres)", "PROJECTOR_GROUP")
+	b.Int(&s.Projector.BatchRecords, "projector-batch-records", "deltas per projector transaction at most", "PROJECTOR_BATCH_RECORDS")
+	b.Int(&s.Projector.BatchBytes, "projector-batch-bytes", "delta bytes per projector transaction at most", "PROJECTOR_BATCH_BYTES")
+	b.Duration(&s.Projector.Linger, "projector-linger", "how long a partition waits to fill a batch", "PROJECTOR_LINGER")
 
 	b.Secret(&s.Redis.URL, "redis-url", "Redis URL; several comma-separated addresses mean a Redis Cluster; empty uses the in-memory cache", "REDIS_URL")
 	return b

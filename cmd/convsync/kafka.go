@@ -7,15 +7,20 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 )
 
+// kafkaOpts are the options of a client a component creates itself (processor,
+// projector): the role's client id and its metrics on the app's registry.
+func (a *app) kafkaOpts(role string) []kgo.Opt {
+	m := kprom.NewMetrics("convsync_kafka", kprom.Registerer(a.reg), kprom.WithClientLabel())
+	return []kgo.Opt{kgo.ClientID(a.s.Kafka.ClientID + "-" + role), kgo.WithHooks(m)}
+}
+
 // kafkaClient builds a client for one role, with its client id suffixed by the role and
 // its metrics (kprom) on the app's registry. It is closed when the app ends.
 func (a *app) kafkaClient(role string, opts ...kgo.Opt) (*kgo.Client, error) {
-	id := a.s.Kafka.ClientID + "-" + role
-	m := kprom.NewMetrics("convsync_kafka", kprom.Registerer(a.reg), kprom.WithClientLabel())
-	all := append(a.s.Kafka.Opts(), kgo.ClientID(id), kgo.WithHooks(m))
+	all := append(a.s.Kafka.Opts(), a.kafkaOpts(role)...)
 	cl, err := kgo.NewClient(append(all, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka client %s: %w", id, err)
+		return nil, fmt.Errorf("kafka client %s-%s: %w", a.s.Kafka.ClientID, role, err)
 	}
 	a.onClose(cl.Close)
 	return cl, nil

@@ -10,8 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/convsync/convsync/internal/logging"
 	"github.com/convsync/convsync/internal/server"
+	"github.com/convsync/convsync/projector"
 )
 
 // app is what every role shares in one process: configuration, logger, metrics registry,
@@ -22,6 +25,10 @@ type app struct {
 	reg *prometheus.Registry
 	srv *server.Server
 	g   *errgroup.Group
+	// primary is the pool on DATABASE_URL, once a role needed it.
+	primary *pgxpool.Pool
+	// cacheHook refreshes cache entries after each projector commit (none yet).
+	cacheHook projector.Hook
 	// closers run in reverse order of creation after every role has returned.
 	closers []func()
 }
@@ -36,7 +43,7 @@ type role struct {
 }
 
 // allRoles are the roles `convsync all` runs, in start order.
-func allRoles() []role { return []role{ingestRole} }
+func allRoles() []role { return []role{ingestRole, processRole, projectRole} }
 
 func runRoles(ctx context.Context, name string, args []string, roles ...role) error {
 	var validate []func(*settings) error

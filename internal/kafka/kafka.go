@@ -28,6 +28,9 @@ type Config struct {
 	DLQTopic          string   // KAFKA_DLQ_TOPIC
 	Partitions        int      // KAFKA_PARTITIONS
 	ReplicationFactor int      // KAFKA_REPLICATION_FACTOR
+	// SessionTimeout is how long the group waits for a member that stopped heartbeating
+	// (a crashed process) before giving its partitions to others.
+	SessionTimeout time.Duration // KAFKA_SESSION_TIMEOUT
 }
 
 // Defaults returns the configuration used when nothing is set.
@@ -40,6 +43,7 @@ func Defaults() Config {
 		DLQTopic:          "convsync.dlq.v1",
 		Partitions:        12,
 		ReplicationFactor: 1,
+		SessionTimeout:    45 * time.Second,
 	}
 }
 
@@ -54,13 +58,19 @@ func (c Config) Validate() error {
 		return fmt.Errorf("KAFKA_PARTITIONS must be at least 1, got %d", c.Partitions)
 	case c.ReplicationFactor < 1:
 		return fmt.Errorf("KAFKA_REPLICATION_FACTOR must be at least 1, got %d", c.ReplicationFactor)
+	case c.SessionTimeout < 6*time.Second || c.SessionTimeout > 30*time.Minute:
+		return fmt.Errorf("KAFKA_SESSION_TIMEOUT must be between 6s (the broker's minimum) and 30m, got %s", c.SessionTimeout)
 	}
 	return nil
 }
 
 // Opts are the client options every convsync client starts from.
 func (c Config) Opts() []kgo.Opt {
-	return []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(c.ClientID)}
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(c.ClientID)}
+	if c.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(c.SessionTimeout))
+	}
+	return opts
 }
 
 // TopicSpec is one topic convsync needs and its configuration.

@@ -47,7 +47,7 @@ func History(seed uint64, cfg Config) ([]Event, error) {
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := 0
 	tick := func() time.Time { clock += 1 + rng.IntN(5); return base.Add(time.Duration(clock) * time.Second) }
-	page := func() string { return fmt.Sprintf("p%d", rng.IntN(cfg.Pages)) }
+	page := func() string { return fmt.Sprintf("s%d-p%d", seed, rng.IntN(cfg.Pages)) }
 	var data []schemas.Data
 	var msgs []msgFact
 	edits := map[string]int{}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/convsync/convsync/internal/pg"
+	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/projector"
+	"github.com/convsync/convsync/schemas"
+)
+
+// primaryPool is the process's pool on DATABASE_URL, created once and shared by roles.
+func (a *app) primaryPool(ctx context.Context) (*pgxpool.Pool, error) {
+	if a.primary != nil {
+		return a.primary, nil
+	}
+	pool, err := pg.NewPool(ctx, a.s.PG, a.s.PG.URL)
+	if err != nil {
+		return nil, err
+	}
+	a.onClose(pool.Close)
+	a.reg.MustRegister(pg.NewCollector("primary", pool))
+	a.srv.AddCheck("postgres", pool.Ping)
+	a.primary = pool
+	return pool, nil
+}
+
+var processRole = role{
+	name:     "processor",
+	validate: []func(*settings) error{validateKafka, func(s *settings) error { return s.Processor.Validate() }},
+	start: func(ctx context.Context, a *app) error {
+		codec, err := schemas.NewCodec()
+		if err != nil {
+			return err
+		}
+		p, err := processor.New(a.s.Processor, a.s.Kafka, codec, a.kafkaOpts("processor"), a.reg, a.log)
+		if err != nil {
+			return err
+		}
+		a.srv.AddCheck("kafka-processor", p.Ping)
+		a.g.Go(func() error { return p.Run(ctx) })
+		return nil
+	},
+}
+
+var projectRole = role{
+	name:     "projector",
+	validate: []func(*settings) error{validateKafka, validatePG, func(s *settings) error { return s.Projector.Validate() }},
+	start: func(ctx context.Context, a *app) error {
+		pool, err := a.primaryPool(ctx)
+		if err != nil {
+			return err
+		}
+		p, err := projector.New(a.s.Projector, a.s.Kafka, pool, a.kafkaOpts("projector"), a.cacheHook, a.reg, a.log)
+		if err != nil {
+			return err
+		}
+		a.srv.AddCheck("kafka-projector", p.Ping)
+		a.g.Go(func() error { return p.Run(ctx) })
+		return nil
+	},
+}

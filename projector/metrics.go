@@ -1,0 +1,66 @@
+package projector
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	batchDeltas prometheus.Histogram
+	batchTime   prometheus.Histogram
+	merge       *prometheus.HistogramVec
+	rows        *prometheus.CounterVec
+	freshness   prometheus.Histogram
+	deadLetters prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		batchDeltas: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "convsync_projector_batch_deltas",
+			Help:    "Deltas per projector transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+		}),
+		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "convsync_projector_batch_duration_seconds",
+			Help:    "Time to decode, merge and commit one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
+		}),
+		merge: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "convsync_projector_merge_duration_seconds",
+			Help:    "Time of one batch's merge statement, by table (and copy for the COPYs).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 15),
+		}, []string{"table"}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "convsync_projector_rows_total",
+			Help: "Rows written by the projector's merges, by table.",
+		}, []string{"table"}),
+		freshness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "convsync_event_freshness_seconds",
+			Help:    "Time from an event's arrival at convsync (the webhook) to the commit of its rows: the latency users feel.",
+			Buckets: []float64{.005, .01, .015, .025, .05, .075, .1, .15, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "convsync_projector_dlq_records_total",
+			Help: "Deltas that did not decode, sent to the DLQ.",
+		}),
+	}
+	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.deadLetters)
+	return m
+}
+
+func (p *Projector) observe(res Result, deltas int, took time.Duration) {
+	p.m.batchDeltas.Observe(float64(deltas))
+	p.m.batchTime.Observe(took.Seconds())
+	for table, d := range res.Durations {
+		p.m.merge.WithLabelValues(table).Observe(d.Seconds())
+	}
+	for table, n := range res.Rows {
+		p.m.rows.WithLabelValues(table).Add(float64(n))
+	}
+	committed := res.Committed.UnixMilli()
+	for _, ms := range res.ReceivedMS {
+		p.m.freshness.Observe(float64(committed-ms) / 1000)
+	}
+}

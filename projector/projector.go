@@ -1,0 +1,356 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/convsync/convsync/internal/kafka"
+	"github.com/convsync/convsync/processor"
+)
+
+// Config is the projector's configuration.
+type Config struct {
+	Group        string        // PROJECTOR_GROUP
+	BatchRecords int           // PROJECTOR_BATCH_RECORDS: deltas per transaction at most
+	BatchBytes   int           // PROJECTOR_BATCH_BYTES: delta bytes per transaction at most
+	Linger       time.Duration // PROJECTOR_LINGER: how long a partition waits to fill a batch
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{Group: "convsync-projector", BatchRecords: 2000, BatchBytes: 8 << 20, Linger: 5 * time.Millisecond}
+}
+
+// Validate reports the first invalid value, naming its variable.
+func (c Config) Validate() error {
+	switch {
+	case c.Group == "":
+		return errors.New("PROJECTOR_GROUP must not be empty")
+	case c.BatchRecords < 1:
+		return fmt.Errorf("PROJECTOR_BATCH_RECORDS must be at least 1, got %d", c.BatchRecords)
+	case c.BatchBytes < 1024:
+		return fmt.Errorf("PROJECTOR_BATCH_BYTES must be at least 1024, got %d", c.BatchBytes)
+	case c.Linger < 0 || c.Linger > time.Second:
+		return fmt.Errorf("PROJECTOR_LINGER must be between 0 and 1s, got %s", c.Linger)
+	}
+	return nil
+}
+
+// Hook is called after each commit with what the batch touched, for cache maintenance.
+// It runs on the partition's goroutine: keep it short.
+type Hook func(ctx context.Context, t Touched)
+
+// Projector consumes the deltas topic into the read model.
+type Projector struct {
+	cfg   Config
+	kc    kafka.Config
+	opts  []kgo.Opt
+	pool  *pgxpool.Pool
+	w     *Writer
+	hook  Hook
+	m     *metrics
+	log   *slog.Logger
+	ready chan struct{}
+
+	cl      *kgo.Client
+	mu      sync.Mutex
+	workers map[int32]*worker
+}
+
+// New validates and allocates; Run does the work. opts are extra client options (client
+// id, metrics hooks); brokers come from kc.
+func New(cfg Config, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, hook Hook, reg prometheus.Registerer, log *slog.Logger) (*Projector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := kc.Validate(); err != nil {
+		return nil, err
+	}
+	if hook == nil {
+		hook = func(context.Context, Touched) {}
+	}
+	return &Projector{cfg: cfg, kc: kc, opts: opts, pool: pool, w: NewWriter(pool), hook: hook,
+		m: newMetrics(reg), log: log, ready: make(chan struct{}), workers: map[int32]*worker{}}, nil
+}
+
+// Ready is closed once the consumer runs.
+func (p *Projector) Ready() <-chan struct{} { return p.ready }
+
+// Ping reports whether Postgres and a Kafka broker answer.
+func (p *Projector) Ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	p.mu.Lock()
+	cl := p.cl
+	p.mu.Unlock()
+	if cl == nil {
+		return errors.New("kafka: not started")
+	}
+	return cl.Ping(ctx)
+}
+
+// Run consumes until ctx is cancelled, then lets every partition finish its batch and
+// returns nil.
+func (p *Projector) Run(ctx context.Context) error {
+	opts := append(p.kc.Opts(), p.opts...)
+	opts = append(opts,
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.kc.DeltasTopic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Kafka's committed offsets only show lag; Postgres holds the real ones.
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(p.assigned),
+		kgo.OnPartitionsRevoked(p.revoked),
+		kgo.OnPartitionsLost(p.revoked),
+		kgo.AdjustFetchOffsetsFn(p.resume),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("projector kafka client: %w", err)
+	}
+	p.mu.Lock()
+	p.cl = cl
+	p.mu.Unlock()
+	close(p.ready)
+	defer func() {
+		cl.CloseAllowingRebalance() // revokes: every worker finishes and stops
+		p.stopAll()
+	}()
+	for {
+		fetches := cl.PollRecords(ctx, 10_000)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			p.log.Warn("fetch", "topic", t, "partition", part, "error", err)
+		})
+		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			if len(ftp.Records) == 0 {
+				return
+			}
+			p.mu.Lock()
+			w := p.workers[ftp.Partition]
+			p.mu.Unlock()
+			if w == nil {
+				return // revoked meanwhile
+			}
+			select {
+			case w.in <- ftp.Records:
+			case <-w.quit:
+			case <-ctx.Done():
+			}
+		})
+		cl.AllowRebalance()
+	}
+}
+
+// resume replaces Kafka's committed offsets with those stored in Postgres next to the
+// rows: the read model, not the group, says where to go on.
+func (p *Projector) resume(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	for topic, parts := range offsets {
+		for part := range parts {
+			var next int64
+			err := p.pool.QueryRow(ctx, `SELECT next_offset FROM projector_offsets
+				WHERE consumer_group = $1 AND topic = $2 AND partition = $3`, p.cfg.Group, topic, part).Scan(&next)
+			switch {
+			case err == nil:
+				parts[part] = kgo.NewOffset().At(next).WithEpoch(-1)
+			case errors.Is(err, pgx.ErrNoRows):
+				parts[part] = kgo.NewOffset().AtStart().WithEpoch(-1)
+			default:
+				return nil, fmt.Errorf("load offsets %s/%d: %w", topic, part, err)
+			}
+			p.log.Info("resume partition", "topic", topic, "partition", part, "offset", parts[part].EpochOffset().Offset)
+		}
+	}
+	return offsets, nil
+}
+
+func (p *Projector) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, parts := range assigned {
+		for _, part := range parts {
+			w := &worker{p: p, partition: part, in: make(chan []*kgo.Record, 4), quit: make(chan struct{}), done: make(chan struct{})}
+			p.workers[part] = w
+			go w.run(cl)
+		}
+	}
+}
+
+func (p *Projector) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	var stopping []*worker
+	p.mu.Lock()
+	for _, parts := range revoked {
+		for _, part := range parts {
+			if w := p.workers[part]; w != nil {
+				delete(p.workers, part)
+				stopping = append(stopping, w)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range stopping {
+		close(w.quit)
+	}
+	for _, w := range stopping {
+		<-w.done
+	}
+}
+
+func (p *Projector) stopAll() {
+	p.mu.Lock()
+	all := p.workers
+	p.workers = map[int32]*worker{}
+	p.mu.Unlock()
+	for _, w := range all {
+		close(w.quit)
+	}
+	for _, w := range all {
+		<-w.done
+	}
+}
+
+// worker owns one partition: it batches by count, bytes and linger, and applies each
+// batch in one transaction. On quit it applies what it holds, then stops.
+type worker struct {
+	p         *Projector
+	partition int32
+	in        chan []*kgo.Record
+	quit      chan struct{}
+	done      chan struct{}
+}
+
+func (w *worker) run(cl *kgo.Client) {
+	defer close(w.done)
+	// The worker's context outlives a rebalance until its batch is committed; only the
+	// process ending cancels it (through the client closing and quit).
+	ctx := context.Background()
+	var batch []*kgo.Record
+	bytes := 0
+	var linger <-chan time.Time
+	flush := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		err := w.apply(ctx, cl, batch)
+		batch, bytes, linger = batch[:0], 0, nil
+		if err != nil {
+			w.p.log.Error("apply batch: partition stops until the next rebalance", "topic", w.p.kc.DeltasTopic, "partition", w.partition, "error", err)
+			return false
+		}
+		return true
+	}
+	for {
+		select {
+		case recs := <-w.in:
+			for _, r := range recs {
+				batch = append(batch, r)
+				bytes += len(r.Value)
+				if len(batch) >= w.p.cfg.BatchRecords || bytes >= w.p.cfg.BatchBytes {
+					if !flush() {
+						w.drain()
+						return
+					}
+				}
+			}
+			if len(batch) > 0 && linger == nil {
+				linger = time.After(w.p.cfg.Linger)
+			}
+		case <-linger:
+			if !flush() {
+				w.drain()
+				return
+			}
+		case <-w.quit:
+			flush()
+			return
+		}
+	}
+}
+
+// drain discards what arrives after a failed batch until quit: the partition resumes
+// from Postgres's offsets at the next assignment, so nothing is lost.
+func (w *worker) drain() {
+	for {
+		select {
+		case <-w.in:
+		case <-w.quit:
+			return
+		}
+	}
+}
+
+func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	start := time.Now()
+	in := make([]Input, 0, len(recs))
+	for _, r := range recs {
+		var d processor.Delta
+		if err := json.Unmarshal(r.Value, &d); err != nil || d.PageID == "" {
+			if err == nil {
+				err = errors.New("delta without page_id")
+			}
+			if err := w.deadLetter(ctx, cl, r, err); err != nil {
+				return err
+			}
+			continue
+		}
+		in = append(in, Input{Offset: r.Offset, Delta: d})
+	}
+	last := recs[len(recs)-1]
+	pos := &Position{Group: w.p.cfg.Group, Topic: last.Topic, Partition: last.Partition, From: recs[0].Offset, Next: last.Offset + 1}
+	var res Result
+	var err error
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		res, err = w.p.w.Apply(actx, pos, in)
+		cancel()
+		if err == nil || errors.Is(err, ErrFenced) || attempt == 4 {
+			break
+		}
+		w.p.log.Warn("apply batch, retrying", "topic", last.Topic, "partition", last.Partition, "attempt", attempt+1, "error", err)
+		select {
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-w.quit:
+			return err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	w.p.observe(res, len(recs), time.Since(start))
+	w.p.hook(ctx, res.Touched)
+	cl.MarkCommitRecords(last)
+	return nil
+}
+
+// deadLetter sends a delta that does not decode to the DLQ with the reason, and waits
+// for the acknowledgement: the batch commits past it only once it is safe there.
+func (w *worker) deadLetter(ctx context.Context, cl *kgo.Client, r *kgo.Record, cause error) error {
+	dl := &kgo.Record{Topic: w.p.kc.DLQTopic, Key: r.Key, Value: r.Value, Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
+		kgo.RecordHeader{Key: "dlq-reason", Value: []byte(cause.Error())},
+		kgo.RecordHeader{Key: "dlq-source-topic", Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: "dlq-source-partition", Value: []byte(fmt.Sprint(r.Partition))},
+		kgo.RecordHeader{Key: "dlq-source-offset", Value: []byte(fmt.Sprint(r.Offset))},
+		kgo.RecordHeader{Key: "dlq-time", Value: []byte(time.Now().UTC().Format(time.RFC3339))},
+	)}
+	if err := cl.ProduceSync(ctx, dl).FirstErr(); err != nil {
+		return fmt.Errorf("dead-letter delta %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+	}
+	w.p.m.deadLetters.Inc()
+	w.p.log.Warn("undecodable delta sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", cause)
+	return nil
+}
