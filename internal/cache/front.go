@@ -1,0 +1,233 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+)
+
+// Config is the cache's configuration.
+type Config struct {
+	URL           string        // REDIS_URL: empty means memory; several addresses a Cluster
+	TTL           time.Duration // CACHE_TTL
+	Prefix        string        // CACHE_PREFIX
+	MemoryMaxKeys int           // CACHE_MEMORY_MAX_KEYS: the in-memory store's bound
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{TTL: 5 * time.Minute, Prefix: "convsync:", MemoryMaxKeys: 100_000}
+}
+
+// Validate reports the first invalid value, naming its variable.
+func (c Config) Validate() error {
+	switch {
+	case c.TTL < time.Second:
+		return fmt.Errorf("CACHE_TTL must be at least 1s, got %s", c.TTL)
+	case c.MemoryMaxKeys < 1:
+		return fmt.Errorf("CACHE_MEMORY_MAX_KEYS must be at least 1, got %d", c.MemoryMaxKeys)
+	}
+	if c.URL != "" {
+		if _, err := RedisOptions(c.URL); err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+	}
+	return nil
+}
+
+// RedisOptions parses REDIS_URL: redis[s]://[user:password@]host:port[,host:port...][/db]
+// [?master=name]. One address is a single node, several a Cluster, master= Sentinel.
+func RedisOptions(raw string) (*redis.UniversalOptions, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("not a URL (want redis://host:port)") // the error would repeat the password
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return nil, fmt.Errorf("scheme %q, want redis or rediss", u.Scheme)
+	}
+	o := &redis.UniversalOptions{Addrs: strings.Split(u.Host, ",")}
+	if u.User != nil {
+		o.Username = u.User.Username()
+		o.Password, _ = u.User.Password()
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		if o.DB, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("database %q is not a number", p)
+		}
+	}
+	o.MasterName = u.Query().Get("master")
+	for _, a := range o.Addrs {
+		if !strings.Contains(a, ":") {
+			return nil, fmt.Errorf("address %q has no port", a)
+		}
+	}
+	return o, nil
+}
+
+// Cache is the front the projector and the read API use: a Store with metrics, errors
+// degraded to misses, distrust after a failed invalidation, and coalesced loads.
+type Cache struct {
+	store    Store
+	keys     Keys
+	ttl      time.Duration
+	m        *metrics
+	log      *slog.Logger
+	sf       singleflight.Group
+	distrust atomic.Bool
+	flushMu  sync.Mutex
+	lastTry  time.Time
+}
+
+// New wraps store.
+func New(store Store, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Cache {
+	c := &Cache{store: store, keys: Keys{Prefix: cfg.Prefix}, ttl: cfg.TTL, m: newMetrics(reg, store.Kind()), log: log}
+	return c
+}
+
+// Open builds the cache of cfg: Redis when REDIS_URL is set and answers at start, else
+// memory (and it says so). close releases the Redis client.
+func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Cache, func(), error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	memory := func(reason string) (*Cache, func(), error) {
+		log.Warn("cache in memory", "reason", reason, "max_keys", cfg.MemoryMaxKeys)
+		return New(NewMemory(cfg.MemoryMaxKeys), cfg, reg, log), func() {}, nil
+	}
+	if cfg.URL == "" {
+		return memory("REDIS_URL is empty")
+	}
+	opts, _ := RedisOptions(cfg.URL)
+	rc := redis.NewUniversalClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := rc.Ping(pctx).Err(); err != nil {
+		_ = rc.Close()
+		return memory("redis unreachable at start: " + err.Error())
+	}
+	reg.MustRegister(newPoolCollector(rc))
+	log.Info("cache in redis", "addrs", len(opts.Addrs), "sentinel", opts.MasterName != "")
+	return New(NewRedis(rc, cfg.Prefix), cfg, reg, log), func() { _ = rc.Close() }, nil
+}
+
+// Keys names the entries and markers.
+func (c *Cache) Keys() Keys { return c.keys }
+
+// Kind is the store's kind.
+func (c *Cache) Kind() string { return c.store.Kind() }
+
+// Get returns a fresh entry, or a miss; a store error is a miss too (counted).
+func (c *Cache) Get(ctx context.Context, key, marker string) (Entry, bool) {
+	if !c.trusted(ctx) {
+		c.m.requests.WithLabelValues("miss").Inc()
+		return Entry{}, false
+	}
+	e, ok, err := c.store.Get(ctx, key, marker)
+	switch {
+	case err != nil:
+		c.m.requests.WithLabelValues("error").Inc()
+		c.log.Debug("cache get", "error", err)
+		return Entry{}, false
+	case ok:
+		c.m.requests.WithLabelValues("hit").Inc()
+	default:
+		c.m.requests.WithLabelValues("miss").Inc()
+	}
+	return e, ok
+}
+
+// Set stores e unless something newer is there or the marker is newer.
+func (c *Cache) Set(ctx context.Context, key, marker string, e Entry) {
+	if c.distrust.Load() {
+		return
+	}
+	stored, err := c.store.Set(ctx, key, marker, e, c.ttl)
+	switch {
+	case err != nil:
+		c.m.writes.WithLabelValues("error").Inc()
+	case stored:
+		c.m.writes.WithLabelValues("stored").Inc()
+	default:
+		c.m.writes.WithLabelValues("rejected").Inc()
+	}
+}
+
+// Load is cache-aside: a fresh entry if there is one, else load's result, stored for the
+// next reader. Concurrent loads of one key share one call (no stampede on Postgres).
+func (c *Cache) Load(ctx context.Context, key, marker string, load func(ctx context.Context) (Entry, error)) (Entry, bool, error) {
+	if e, ok := c.Get(ctx, key, marker); ok {
+		return e, true, nil
+	}
+	v, err, _ := c.sf.Do(key, func() (any, error) {
+		e, err := load(ctx)
+		if err != nil {
+			return Entry{}, err
+		}
+		c.Set(ctx, key, marker, e)
+		return e, nil
+	})
+	if err != nil {
+		return Entry{}, false, err
+	}
+	return v.(Entry), false, nil
+}
+
+// Invalidate raises markers after a commit: entries older than them are no longer
+// served. When the store fails, the cache is distrusted until it has been flushed.
+func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
+	if len(marks) == 0 {
+		return
+	}
+	if err := c.store.Mark(ctx, marks, 2*c.ttl); err != nil {
+		c.m.invalidations.WithLabelValues("error").Add(float64(len(marks)))
+		if !c.distrust.Swap(true) {
+			c.log.Warn("cache invalidation failed: reads bypass the cache until it is flushed", "error", err)
+		}
+		return
+	}
+	c.m.invalidations.WithLabelValues("ok").Add(float64(len(marks)))
+}
+
+// trusted reports whether entries may be served; after a failed invalidation it tries,
+// at most once a second, to flush the store and trust it again.
+func (c *Cache) trusted(ctx context.Context) bool {
+	if !c.distrust.Load() {
+		return true
+	}
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	if !c.distrust.Load() {
+		return true
+	}
+	if time.Since(c.lastTry) < time.Second {
+		return false
+	}
+	c.lastTry = time.Now()
+	if err := c.store.Flush(ctx); err != nil {
+		return false
+	}
+	c.distrust.Store(false)
+	c.log.Info("cache flushed after an outage: in use again")
+	return false
+}
+
+// Run does the store's housekeeping (expired entries of the memory store) until ctx
+// ends.
+func (c *Cache) Run(ctx context.Context) error {
+	if m, ok := c.store.(*Memory); ok {
+		return m.Run(ctx, 30*time.Second)
+	}
+	<-ctx.Done()
+	return nil
+}
