@@ -54,9 +54,10 @@ bench: services-up build
 # Demo secrets unless you set your own; listens on loopback unless HTTP_ADDR says otherwise.
 run: services-up build
 	$(ENV) $(BIN) migrate
-	@echo "convsync on http://$${HTTP_ADDR:-127.0.0.1:8080}: /api/webhook, /metrics, /healthz, /readyz (Ctrl-C stops)"
+	@echo "convsync on http://$${HTTP_ADDR:-127.0.0.1:8080}: /api/webhook, /v1/pages/{page_id}/conversations, /metrics, /healthz, /readyz (Ctrl-C stops)"
 	$(ENV) META_APP_SECRET=$${META_APP_SECRET:-dev-app-secret} \
 		WEBHOOK_VERIFY_TOKEN=$${WEBHOOK_VERIFY_TOKEN:-dev-verify-token} \
+		API_TOKENS=$${API_TOKENS:-dev-api-token-change-me} \
 		HTTP_ADDR=$${HTTP_ADDR:-127.0.0.1:8080} exec $(BIN) all
 
 clean:

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/convsync/convsync/ingest"
+	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/internal/config"
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/logging"
@@ -14,6 +15,7 @@ import (
 	"github.com/convsync/convsync/internal/server"
 	"github.com/convsync/convsync/processor"
 	"github.com/convsync/convsync/projector"
+	"github.com/convsync/convsync/projector/readapi"
 )
 
 // settings is every component's configuration. This file is the one place that maps
@@ -23,17 +25,13 @@ type settings struct {
 	HTTP      server.Config
 	Kafka     kafka.Config
 	PG        pg.Config
-	Redis     redisConfig
+	Cache     cache.Config
+	API       readapi.Config
 	Ingest    ingest.Config
 	Processor processor.Config
 	Projector projector.Config
 
 	args []string // positional arguments after the flags
-}
-
-// redisConfig is REDIS_URL; empty means the in-memory cache.
-type redisConfig struct {
-	URL string
 }
 
 func defaults() settings {
@@ -86,7 +84,15 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 	b.Int(&s.Projector.BatchBytes, "projector-batch-bytes", "delta bytes per projector transaction at most", "PROJECTOR_BATCH_BYTES")
 	b.Duration(&s.Projector.Linger, "projector-linger", "how long a partition waits to fill a batch", "PROJECTOR_LINGER")
 
-	b.Secret(&s.Redis.URL, "redis-url", "Redis URL; several comma-separated addresses mean a Redis Cluster; empty uses the in-memory cache", "REDIS_URL")
+	b.Secret(&s.Cache.URL, "redis-url", "Redis URL (redis://host:port/db); several comma-separated addresses mean a Redis Cluster, ?master=name Sentinel; empty uses the in-memory cache", "REDIS_URL")
+	b.Duration(&s.Cache.TTL, "cache-ttl", "how long cache entries live", "CACHE_TTL")
+	b.String(&s.Cache.Prefix, "cache-prefix", "prefix of every cache key", "CACHE_PREFIX")
+	b.Int(&s.Cache.MemoryMaxKeys, "cache-memory-max-keys", "bound of the in-memory cache", "CACHE_MEMORY_MAX_KEYS")
+
+	b.Secrets(&s.API.Tokens, "api-tokens", "bearer tokens the read API accepts, comma-separated", "API_TOKENS")
+	b.Int(&s.API.DefaultLimit, "api-default-limit", "items per page when no limit is given", "API_DEFAULT_LIMIT")
+	b.Int(&s.API.MaxLimit, "api-max-limit", "largest limit accepted", "API_MAX_LIMIT")
+	b.Duration(&s.API.MaxAge, "api-cache-max-age", "Cache-Control max-age of read API answers (for CDNs)", "API_CACHE_MAX_AGE")
 	return b
 }
 

@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"ingest":  {"receive Meta webhooks and append them to the event log", roleCmd("ingest", ingestRole)},
 		"process": {"fold events into per-page deltas (Kafka transactions)", roleCmd("process", processRole)},
 		"project": {"merge deltas into the Postgres read model", roleCmd("project", projectRole)},
+		"api":     {"serve the read API (cache-aside over Postgres)", roleCmd("api", apiRole)},
 		"migrate": {"apply database migrations and create Kafka topics; `migrate status` lists them", runMigrate},
 		"loadgen": {"send realistic signed webhooks at a target rate and report latency", runLoadgen},
 		"version": {"print the version", func(context.Context, []string) error { fmt.Println(version); return nil }},

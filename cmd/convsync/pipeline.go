@@ -8,6 +8,7 @@ import (
 	"github.com/convsync/convsync/internal/pg"
 	"github.com/convsync/convsync/processor"
 	"github.com/convsync/convsync/projector"
+	"github.com/convsync/convsync/projector/readapi"
 	"github.com/convsync/convsync/schemas"
 )
 
@@ -46,14 +47,19 @@ var processRole = role{
 }
 
 var projectRole = role{
-	name:     "projector",
-	validate: []func(*settings) error{validateKafka, validatePG, func(s *settings) error { return s.Projector.Validate() }},
+	name: "projector",
+	validate: []func(*settings) error{validateKafka, validatePG, func(s *settings) error { return s.Projector.Validate() },
+		func(s *settings) error { return s.Cache.Validate() }},
 	start: func(ctx context.Context, a *app) error {
 		pool, err := a.primaryPool(ctx)
 		if err != nil {
 			return err
 		}
-		p, err := projector.New(a.s.Projector, a.s.Kafka, pool, a.kafkaOpts("projector"), a.cacheHook, a.reg, a.log)
+		c, err := a.openCache(ctx)
+		if err != nil {
+			return err
+		}
+		p, err := projector.New(a.s.Projector, a.s.Kafka, pool, a.kafkaOpts("projector"), readapi.Hook(c), a.reg, a.log)
 		if err != nil {
 			return err
 		}

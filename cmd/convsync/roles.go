@@ -12,9 +12,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/internal/logging"
 	"github.com/convsync/convsync/internal/server"
-	"github.com/convsync/convsync/projector"
 )
 
 // app is what every role shares in one process: configuration, logger, metrics registry,
@@ -27,8 +27,8 @@ type app struct {
 	g   *errgroup.Group
 	// primary is the pool on DATABASE_URL, once a role needed it.
 	primary *pgxpool.Pool
-	// cacheHook refreshes cache entries after each projector commit (none yet).
-	cacheHook projector.Hook
+	// cache is the process's cache, once a role needed it.
+	cache *cache.Cache
 	// closers run in reverse order of creation after every role has returned.
 	closers []func()
 }
@@ -43,7 +43,7 @@ type role struct {
 }
 
 // allRoles are the roles `convsync all` runs, in start order.
-func allRoles() []role { return []role{ingestRole, processRole, projectRole} }
+func allRoles() []role { return []role{ingestRole, processRole, projectRole, apiRole} }
 
 func runRoles(ctx context.Context, name string, args []string, roles ...role) error {
 	var validate []func(*settings) error

@@ -67,6 +67,11 @@ func RedisOptions(raw string) (*redis.UniversalOptions, error) {
 		}
 	}
 	o.MasterName = u.Query().Get("master")
+	// A cache answers fast or not at all: when Redis is away a read must fall back to
+	// Postgres in milliseconds, not after seconds of dial retries.
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 500*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond
+	o.DialerRetries, o.MaxRetries = 1, 1
+	o.ContextTimeoutEnabled = true
 	for _, a := range o.Addrs {
 		if !strings.Contains(a, ":") {
 			return nil, fmt.Errorf("address %q has no port", a)

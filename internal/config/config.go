@@ -69,6 +69,17 @@ func (b *Binder) Strings(dst *[]string, name, help string, envs ...string) {
 	})
 }
 
+// Secrets binds a comma-separated list whose values are never printed in usage text.
+func (b *Binder) Secrets(dst *[]string, name, help string, envs ...string) {
+	if v, _, ok := b.env(envs); ok {
+		*dst = SplitList(v)
+	}
+	b.fs.Func(name, usage(help, envs), func(s string) error {
+		*dst = SplitList(s)
+		return nil
+	})
+}
+
 // Int binds an int.
 func (b *Binder) Int(dst *int, name, help string, envs ...string) {
 	if v, n, ok := b.env(envs); ok {

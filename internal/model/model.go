@@ -405,3 +405,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Messages returns the event of one inbound message, encoded as ingest would: for tests
+// that add a known message to a read model.
+func Messages(page, psid, mid, text string, at time.Time) ([]Event, error) {
+	d := schemas.Message{PageID: page, PSID: psid, MID: mid, Text: text, SentAt: at}
+	raw, env, err := schemas.Encode(schemas.SourceWebhook, at, d)
+	if err != nil {
+		return nil, err
+	}
+	return []Event{{Env: env, Data: d, Raw: raw}}, nil
+}

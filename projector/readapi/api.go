@@ -1,0 +1,339 @@
+// Package readapi serves the read model over HTTP: a page, its inbox (conversations,
+// newest first, cursor pagination) and a conversation with its messages.
+//
+// Reads are cache-aside: an entry whose version is at least its page's or
+// conversation's marker is served from the cache (Redis or memory); otherwise Postgres
+// (DATABASE_READ_URL when set, a replica) is read in one repeatable-read snapshot, and
+// the result is cached with the version of those rows, only if nothing newer is there.
+// Concurrent misses of one key share one query. A cache outage degrades to Postgres,
+// never to errors. Responses carry an ETag (304 on If-None-Match) and Cache-Control so
+// a CDN can cache them for a moment. Every route needs a bearer token from API_TOKENS;
+// no route ever returns a page's access token.
+package readapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/convsync/convsync/internal/cache"
+)
+
+// Config is the read API's configuration.
+type Config struct {
+	Tokens       []string      // API_TOKENS: accepted bearer tokens
+	DefaultLimit int           // API_DEFAULT_LIMIT
+	MaxLimit     int           // API_MAX_LIMIT
+	MaxAge       time.Duration // API_CACHE_MAX_AGE: Cache-Control max-age for CDNs
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{DefaultLimit: 25, MaxLimit: 100, MaxAge: 2 * time.Second}
+}
+
+// Validate reports the first invalid value, naming its variable.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Tokens) == 0:
+		return errors.New("API_TOKENS is required: comma-separated bearer tokens for the read API")
+	case c.MaxLimit < 1 || c.MaxLimit > 1000:
+		return fmt.Errorf("API_MAX_LIMIT must be between 1 and 1000, got %d", c.MaxLimit)
+	case c.DefaultLimit < 1 || c.DefaultLimit > c.MaxLimit:
+		return fmt.Errorf("API_DEFAULT_LIMIT must be between 1 and API_MAX_LIMIT (%d), got %d", c.MaxLimit, c.DefaultLimit)
+	case c.MaxAge < 0:
+		return fmt.Errorf("API_CACHE_MAX_AGE must not be negative, got %s", c.MaxAge)
+	}
+	for _, t := range c.Tokens {
+		if len(t) < 16 {
+			return errors.New("API_TOKENS: every token must have at least 16 characters")
+		}
+	}
+	return nil
+}
+
+// API is the read API.
+type API struct {
+	cfg   Config
+	db    store
+	cache *cache.Cache
+	m     *metrics
+	log   *slog.Logger
+}
+
+// New builds the API over pool (the replica when there is one) and c.
+func New(cfg Config, pool *pgxpool.Pool, c *cache.Cache, reg prometheus.Registerer, log *slog.Logger) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &API{cfg: cfg, db: store{pool}, cache: c, m: newMetrics(reg), log: log}, nil
+}
+
+// OpenAPI is the API's OpenAPI 3.1 document, served at /v1/openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// Routes are the API's patterns; the OpenAPI test checks the document against them.
+var Routes = []string{
+	"GET /v1/pages/{page_id}",
+	"GET /v1/pages/{page_id}/conversations",
+	"GET /v1/pages/{page_id}/conversations/{psid}",
+}
+
+// Register mounts the routes.
+func (a *API) Register(mux interface {
+	Handle(pattern string, h http.Handler)
+}) {
+	handlers := []func(*http.Request) (response, error){a.getPage, a.listConversations, a.getConversation}
+	for i, route := range Routes {
+		mux.Handle(route, a.wrap(route, handlers[i]))
+	}
+	mux.Handle("GET /v1/openapi.json", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(OpenAPI)
+	}))
+}
+
+// response is a handler's result: the body and the version it reflects.
+type response struct {
+	body []byte
+	hit  bool
+}
+
+// apiError is a JSON error answer.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "bad_request", msg} }
+
+func (a *API) wrap(route string, h func(*http.Request) (response, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		status := a.serve(w, r, h)
+		a.m.requests.WithLabelValues(route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request, h func(*http.Request) (response, error)) int {
+	if !a.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="convsync"`)
+		return writeError(w, &apiError{http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"})
+	}
+	res, err := h(r)
+	if err != nil {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			a.log.Error("read api", "path", r.URL.Path, "error", err)
+			ae = &apiError{http.StatusInternalServerError, "internal", "the read model is unavailable, retry"}
+		}
+		return writeError(w, ae)
+	}
+	sum := sha256.Sum256(res.body)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	hdr := w.Header()
+	hdr.Set("ETag", etag)
+	hdr.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, stale-while-revalidate=%d", int(a.cfg.MaxAge.Seconds()), 5*int(a.cfg.MaxAge.Seconds())))
+	hdr.Set("Vary", "Authorization")
+	if res.hit {
+		hdr.Set("X-Cache", "hit")
+	} else {
+		hdr.Set("X-Cache", "miss")
+	}
+	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return http.StatusNotModified
+	}
+	hdr.Set("Content-Type", "application/json")
+	_, _ = w.Write(res.body)
+	return http.StatusOK
+}
+
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *API) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return false
+	}
+	valid := 0
+	for _, t := range a.cfg.Tokens {
+		valid |= subtle.ConstantTimeCompare([]byte(tok), []byte(t))
+	}
+	return valid == 1
+}
+
+func writeError(w http.ResponseWriter, e *apiError) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": e.code, "message": e.message, "status": e.status}})
+	return e.status
+}
+
+// ids are Facebook ids (digits) or, for other producers and tests, short tokens.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,64}$`)
+
+func (a *API) ids(r *http.Request) (page, psid string, err error) {
+	page = r.PathValue("page_id")
+	if !idPattern.MatchString(page) {
+		return "", "", badRequest("page_id must be 1 to 64 letters, digits, '.', '_' or '-'")
+	}
+	if psid = r.PathValue("psid"); psid != "" && !idPattern.MatchString(psid) {
+		return "", "", badRequest("psid must be 1 to 64 letters, digits, '.', '_' or '-'")
+	}
+	return page, psid, nil
+}
+
+func (a *API) limit(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return a.cfg.DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > a.cfg.MaxLimit {
+		return 0, badRequest(fmt.Sprintf("limit must be an integer from 1 to %d", a.cfg.MaxLimit))
+	}
+	return n, nil
+}
+
+func notFound(what string) error {
+	return &apiError{http.StatusNotFound, "not_found", what + " not found"}
+}
+
+func (a *API) getPage(r *http.Request) (response, error) {
+	page, _, err := a.ids(r)
+	if err != nil {
+		return response{}, err
+	}
+	k := a.cache.Keys()
+	return a.load(r.Context(), k.Entry(page, "page"), k.PageMarker(page), "page", func(ctx context.Context) (any, int64, error) {
+		p, err := a.db.page(ctx, page)
+		return p, p.Version, err
+	})
+}
+
+func (a *API) listConversations(r *http.Request) (response, error) {
+	page, _, err := a.ids(r)
+	if err != nil {
+		return response{}, err
+	}
+	limit, err := a.limit(r)
+	if err != nil {
+		return response{}, err
+	}
+	raw := r.URL.Query().Get("cursor")
+	var after *listCursor
+	if raw != "" {
+		var c listCursor
+		if err := decodeCursor(raw, &c); err != nil || c.PSID == "" {
+			return response{}, badRequest("cursor is not one this API returned")
+		}
+		after = &c
+	}
+	k := a.cache.Keys()
+	return a.load(r.Context(), k.Entry(page, "list", strconv.Itoa(limit), raw), k.PageMarker(page), "page", func(ctx context.Context) (any, int64, error) {
+		return a.db.conversations(ctx, page, after, limit)
+	})
+}
+
+func (a *API) getConversation(r *http.Request) (response, error) {
+	page, psid, err := a.ids(r)
+	if err != nil {
+		return response{}, err
+	}
+	limit, err := a.limit(r)
+	if err != nil {
+		return response{}, err
+	}
+	raw := r.URL.Query().Get("cursor")
+	var after *msgCursor
+	if raw != "" {
+		var c msgCursor
+		if err := decodeCursor(raw, &c); err != nil || c.MID == "" {
+			return response{}, badRequest("cursor is not one this API returned")
+		}
+		after = &c
+	}
+	k := a.cache.Keys()
+	return a.load(r.Context(), k.Entry(page, "conv", psid, strconv.Itoa(limit), raw), k.ConversationMarker(page, psid), "conversation", func(ctx context.Context) (any, int64, error) {
+		d, err := a.db.conversation(ctx, page, psid, after, limit)
+		return d, d.Conversation.Version, err
+	})
+}
+
+// load is cache-aside around a query that returns a value and the version of its rows.
+func (a *API) load(ctx context.Context, key, marker, what string, q func(ctx context.Context) (any, int64, error)) (response, error) {
+	e, hit, err := a.cache.Load(ctx, key, marker, func(ctx context.Context) (cache.Entry, error) {
+		v, version, err := q(ctx)
+		if err != nil {
+			return cache.Entry{}, err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return cache.Entry{}, fmt.Errorf("encode %s: %w", what, err)
+		}
+		return cache.Entry{Version: version, Value: b}, nil
+	})
+	if errors.Is(err, errNotFound) {
+		return response{}, notFound(what)
+	}
+	if err != nil {
+		return response{}, err
+	}
+	return response{body: e.Value, hit: hit}, nil
+}
+
+// listCursor and msgCursor are where the previous page ended; opaque to clients.
+type listCursor struct {
+	At   *time.Time `json:"t,omitempty"`
+	PSID string     `json:"p"`
+}
+
+type msgCursor struct {
+	At  *time.Time `json:"t,omitempty"`
+	MID string     `json:"m"`
+}
+
+func encodeCursor(v any) string {
+	b, _ := json.Marshal(v) // plain structs: cannot fail
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
