@@ -2,7 +2,7 @@ package testenv
 
 import (
 	"context"
-		"os/exec"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
