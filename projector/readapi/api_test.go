@@ -368,3 +368,52 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		}
 	}
 }
+
+// With DATABASE_READ_URL set, reads go to the replica: a hot standby streaming from the
+// primary serves the API, and a write on the primary shows up once replayed.
+func TestReadReplicaServesReads(t *testing.T) {
+	t.Parallel()
+	primary, schemaURL := testenv.Postgres(t)
+	w := projector.NewWriter(primary)
+	e := &env{w: w}
+	c := cache.New(cache.NewMemory(1000), cache.Defaults(), prometheus.NewRegistry(), logging.Discard())
+	e.hook = readapi.Hook(c)
+	e.apply(t, newMessage("p-replica", "u1", "m_r1", "written on the primary"))
+
+	replicaURL := testenv.Replica(t, schemaURL)
+	replica, err := pgxpool.New(context.Background(), replicaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close()
+	var standby bool
+	if err := replica.QueryRow(context.Background(), `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil || !standby {
+		t.Fatalf("the read pool's server is in recovery = %v (%v), want a standby", standby, err)
+	}
+	cfg := readapi.Defaults()
+	cfg.Tokens = []string{token}
+	api, err := readapi.New(cfg, replica, c, prometheus.NewRegistry(), logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	e.srv = httptest.NewServer(mux)
+	defer e.srv.Close()
+
+	if r := e.get(t, "/v1/pages/p-replica/conversations/u1"); r.status != 200 || !strings.Contains(string(r.body), "written on the primary") {
+		t.Fatalf("GET from the replica = %d %s; want the primary's message", r.status, r.body)
+	}
+	e.apply(t, newMessage("p-replica", "u1", "m_r2", "second write"))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := e.get(t, "/v1/pages/p-replica/conversations/u1")
+		if strings.Contains(string(r.body), "second write") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not show the second write within 30s: %s", r.body)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
+}
