@@ -2,14 +2,11 @@ package projector_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,7 +14,7 @@ import (
 	"github.com/convsync/convsync/ingest"
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/loadgen"
-	"github.com/convsync/convsync/internal/logging"
+	"github.com/convsync/convsync/internal/stack"
 	"github.com/convsync/convsync/internal/testenv"
 	"github.com/convsync/convsync/processor"
 	"github.com/convsync/convsync/projector"
@@ -149,7 +146,7 @@ func BenchmarkLoadPipeline(b *testing.B) {
 			procReg, projReg := prometheus.NewRegistry(), prometheus.NewRegistry()
 			ctx, cancel := context.WithCancel(context.Background())
 			start := time.Now()
-			stop := runStages(b, ctx, kc, pool, procReg, projReg, nil)
+			stop := stack.Pipeline(b, ctx, kc, pool, procReg, projReg, nil)
 			deadline := time.Now().Add(10 * time.Minute)
 			// Every event has an arrival time, so it is observed once in the freshness
 			// histogram when its rows commit (exactly once): caught up at n observations.
@@ -222,10 +219,10 @@ func BenchmarkLoadPipeline(b *testing.B) {
 			pool, _ := testenv.Postgres(b)
 			projReg := prometheus.NewRegistry()
 			ctx, cancel := context.WithCancel(context.Background())
-			stop := runStages(b, ctx, kc, pool, prometheus.NewRegistry(), projReg, nil)
-			url := webhookServer(b, kc)
+			stop := stack.Pipeline(b, ctx, kc, pool, prometheus.NewRegistry(), projReg, nil)
+			url := stack.Webhook(b, kc)
 			// The mix averages two events per request: 500 requests/s is 1,000 events/s.
-			res, err := loadgen.Run(context.Background(), loadgen.RunConfig{URL: url, Secret: "bench-secret", Rate: 500,
+			res, err := loadgen.Run(context.Background(), loadgen.RunConfig{URL: url, Secret: stack.Secret, Rate: 500,
 				Duration: 10 * time.Second, Concurrency: 32, Gen: loadgen.DefaultGenConfig()}, loadgen.Client(32))
 			if err != nil {
 				b.Fatal(err)
@@ -253,50 +250,4 @@ func histogramCount(reg *prometheus.Registry, name string) uint64 {
 		}
 	}
 	return 0
-}
-
-func webhookServer(b *testing.B, kc kafka.Config) string {
-	b.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kc.Brokers...)}, ingest.ProducerOpts()...)...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(cl.Close)
-	cfg := ingest.Defaults()
-	cfg.AppSecret, cfg.VerifyToken = "bench-secret", "vt"
-	w, err := ingest.New(cfg, kc.EventsTopic, ingest.NewKafkaAppender(cl), prometheus.NewRegistry(), logging.Discard())
-	if err != nil {
-		b.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	w.Register(mux)
-	srv := httptest.NewServer(mux)
-	b.Cleanup(srv.Close)
-	return srv.URL + "/api/webhook"
-}
-
-// runStages runs a processor and a projector until ctx ends; stop waits for them.
-func runStages(b *testing.B, ctx context.Context, kc kafka.Config, pool *pgxpool.Pool, procReg, projReg prometheus.Registerer, hook projector.Hook) func() {
-	b.Helper()
-	codec, err := schemas.NewCodec()
-	if err != nil {
-		b.Fatal(err)
-	}
-	pcfg := processor.Defaults()
-	pcfg.Group = "bench-proc-" + testenv.ID()
-	pcfg.TransactionalID = pcfg.Group
-	proc, err := processor.New(pcfg, kc, codec, nil, procReg, logging.Discard())
-	if err != nil {
-		b.Fatal(err)
-	}
-	jcfg := projector.Defaults()
-	jcfg.Group = "bench-proj-" + testenv.ID()
-	proj, err := projector.New(jcfg, kc, pool, nil, hook, projReg, logging.Discard())
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = proc.Run(ctx) })
-	wg.Go(func() { _ = proj.Run(ctx) })
-	return wg.Wait
 }

@@ -22,6 +22,7 @@ func (a *app) openCache(ctx context.Context) (*cache.Cache, error) {
 	}
 	a.onClose(closeFn)
 	a.g.Go(func() error { return c.Run(ctx) })
+	a.srv.AddCheck(c.Kind(), c.Ping) // "redis" or "memory"
 	a.cache = c
 	return c, nil
 }

@@ -40,6 +40,8 @@ func defaults() settings {
 		HTTP:      server.Defaults(),
 		Kafka:     kafka.Defaults(),
 		PG:        pg.Defaults(),
+		Cache:     cache.Defaults(),
+		API:       readapi.Defaults(),
 		Ingest:    ingest.Defaults(),
 		Processor: processor.Defaults(),
 		Projector: projector.Defaults(),

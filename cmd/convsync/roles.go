@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/internal/logging"
@@ -58,6 +59,7 @@ func runRoles(ctx context.Context, name string, args []string, roles ...role) er
 	if err != nil {
 		return err
 	}
+	redis.SetLogger(redisLog{log}) // go-redis's own messages (dial retries) at debug
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(s.HTTP, reg, log)
@@ -83,4 +85,11 @@ func runRoles(ctx context.Context, name string, args []string, roles ...role) er
 	}
 	log.Info("convsync started", "command", name, "roles", names, "http_addr", s.HTTP.Addr)
 	return g.Wait()
+}
+
+// redisLog routes go-redis's internal log lines to slog at debug level.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

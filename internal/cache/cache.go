@@ -40,6 +40,8 @@ type Store interface {
 	Flush(ctx context.Context) error
 	// Kind is "redis" or "memory".
 	Kind() string
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
 }
 
 // Mark is one marker to raise.

@@ -132,6 +132,13 @@ func (c *Cache) Keys() Keys { return c.keys }
 // Kind is the store's kind.
 func (c *Cache) Kind() string { return c.store.Kind() }
 
+// Flush deletes every entry and marker under the prefix: after a replay swapped in
+// rebuilt tables, whose versions may be lower than what was cached.
+func (c *Cache) Flush(ctx context.Context) error { return c.store.Flush(ctx) }
+
+// Ping reports whether the store answers (readiness; an outage only degrades reads).
+func (c *Cache) Ping(ctx context.Context) error { return c.store.Ping(ctx) }
+
 // Get returns a fresh entry, or a miss; a store error is a miss too (counted).
 func (c *Cache) Get(ctx context.Context, key, marker string) (Entry, bool) {
 	if !c.trusted(ctx) {

@@ -37,6 +37,9 @@ func NewMemory(max int) *Memory {
 // Kind implements Store.
 func (m *Memory) Kind() string { return "memory" }
 
+// Ping implements Store: memory always answers.
+func (m *Memory) Ping(context.Context) error { return nil }
+
 // Len is the number of keys held.
 func (m *Memory) Len() int {
 	m.mu.Lock()

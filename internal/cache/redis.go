@@ -24,6 +24,9 @@ func NewRedis(c redis.UniversalClient, prefix string) *Redis { return &Redis{c: 
 // Kind implements Store.
 func (r *Redis) Kind() string { return "redis" }
 
+// Ping implements Store.
+func (r *Redis) Ping(ctx context.Context) error { return r.c.Ping(ctx).Err() }
+
 // setScript writes the entry when it is at least as new as the marker and newer than
 // the entry there.
 var setScript = redis.NewScript(`

@@ -110,32 +110,51 @@ func Run(ctx context.Context, cfg RunConfig, client *http.Client) (Result, error
 		reqs[i] = signed{d.Body, Sign(cfg.Secret, d.Body), d.Events}
 	}
 
-	// The deadline stops the scheduling; requests already sent finish (each within
-	// Timeout), so the end of a run does not show up as errors.
-	sched, cancel := context.WithTimeout(ctx, cfg.Duration)
+	res := Drive(ctx, Pace{Rate: cfg.Rate, Duration: cfg.Duration, Requests: n, Concurrency: cfg.Concurrency},
+		func(ctx context.Context, i int) (int, int) {
+			r := reqs[i%len(reqs)]
+			return send(ctx, client, cfg, r), r.events
+		})
+	return res, nil
+}
+
+// Pace bounds and paces a run of requests.
+type Pace struct {
+	Rate        float64       // requests per second; 0: as fast as Concurrency allows
+	Duration    time.Duration // scheduling stops after it
+	Requests    int           // at most this many
+	Concurrency int           // in flight at most
+}
+
+// Drive calls do for request 0, 1, ... at the pace given, and summarises. do returns
+// the HTTP status (0 for a transport error) and how many events the request carried.
+// With a rate, latency is measured from when the request was due (no coordinated
+// omission). Scheduling stops at the deadline; requests already sent finish, so the end
+// of a run does not show up as errors.
+func Drive(ctx context.Context, p Pace, do func(ctx context.Context, i int) (status, events int)) Result {
+	sched, cancel := context.WithTimeout(ctx, p.Duration)
 	defer cancel()
 	type sample struct {
 		lat    time.Duration
 		status int
 		events int
 	}
-	samples := make([]sample, n)
+	samples := make([]sample, p.Requests)
 	var sent int
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, cfg.Concurrency)
+	sem := make(chan struct{}, max(1, p.Concurrency))
 	start := time.Now()
-	do := func(i int, due time.Time) {
+	run := func(i int, due time.Time) {
 		defer wg.Done()
 		defer func() { <-sem }()
-		r := reqs[i%len(reqs)]
-		status := send(ctx, client, cfg, r)
-		samples[i] = sample{time.Since(due), status, r.events}
+		status, events := do(ctx, i)
+		samples[i] = sample{time.Since(due), status, events}
 	}
 loop:
-	for i := range n {
+	for i := range p.Requests {
 		due := start
-		if cfg.Rate > 0 {
-			due = start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
+		if p.Rate > 0 {
+			due = start.Add(time.Duration(float64(i) / p.Rate * float64(time.Second)))
 			if wait := time.Until(due); wait > 0 {
 				select {
 				case <-sched.Done():
@@ -152,21 +171,21 @@ loop:
 		case <-sched.Done():
 			break loop
 		}
-		if cfg.Rate <= 0 {
+		if p.Rate <= 0 {
 			due = time.Now()
 		}
 		wg.Add(1)
 		sent++
-		go do(i, due)
+		go run(i, due)
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 
-	res := Result{Requests: sent, Status: map[int]int{}, Seconds: elapsed.Seconds(), TargetRate: cfg.Rate}
+	res := Result{Requests: sent, Status: map[int]int{}, Seconds: elapsed.Seconds(), TargetRate: p.Rate}
 	lats := make([]time.Duration, 0, sent)
 	for _, s := range samples[:sent] {
 		res.Status[s.status]++
-		if s.status < 200 || s.status > 299 {
+		if s.status < 200 || s.status > 399 {
 			res.Errors++
 			continue
 		}
@@ -181,7 +200,7 @@ loop:
 	res.P50, res.P95, res.P99, res.Max = res.Latency.P50, res.Latency.P95, res.Latency.P99, res.Latency.Max
 	res.RequestsPerS = float64(sent) / elapsed.Seconds()
 	res.EventsPerS = float64(res.Events) / elapsed.Seconds()
-	return res, nil
+	return res
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
