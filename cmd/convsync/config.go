@@ -80,6 +80,8 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 	b.String(&s.Processor.Group, "processor-group", "consumer group of the processor", "PROCESSOR_GROUP")
 	b.String(&s.Processor.TransactionalID, "processor-transactional-id", "transactional id of this processor instance (unique per instance; default from group, host and pid)", "PROCESSOR_TRANSACTIONAL_ID")
 	b.Int(&s.Processor.MaxPollRecords, "processor-max-poll-records", "events per processor transaction at most", "PROCESSOR_MAX_POLL_RECORDS")
+	b.Duration(&s.Processor.TransactionTimeout, "processor-transaction-timeout", "the broker aborts a processor transaction not ended by then", "PROCESSOR_TRANSACTION_TIMEOUT")
+	b.Int(&s.Processor.MaxDeltaBytes, "processor-max-delta-bytes", "a page's delta larger than this is split into several records", "PROCESSOR_MAX_DELTA_BYTES")
 
 	b.String(&s.Projector.Group, "projector-group", "consumer group of the projector (offsets kept in Postgres)", "PROJECTOR_GROUP")
 	b.Int(&s.Projector.BatchRecords, "projector-batch-records", "deltas per projector transaction at most", "PROJECTOR_BATCH_RECORDS")
