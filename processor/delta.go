@@ -53,9 +53,9 @@ type ConversationDelta struct {
 	// never overwrites a newer one.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
 	// ParticipantName is the name of the latest snapshot that had one.
-	ParticipantName   string    `json:"participant_name,omitempty"`
-	ParticipantNameAt time.Time `json:"participant_name_at,omitzero"`
-	ThreadID          string    `json:"thread_id,omitempty"` // the greatest seen (they agree)
+	ParticipantName   string         `json:"participant_name,omitempty"`
+	ParticipantNameAt time.Time      `json:"participant_name_at,omitzero"`
+	ThreadID          string         `json:"thread_id,omitempty"` // the greatest seen (they agree)
 	Messages          []MessageDelta `json:"messages,omitempty"`
 }
 
@@ -192,9 +192,9 @@ func (p *pageAcc) add(e Event) {
 	case schemas.ConversationObserved:
 		c := p.conv(d.PSID)
 		MergeConversation(&c.c, ConversationDelta{
-			PSID:     d.PSID,
-			ThreadID: d.ThreadID,
-			Snapshot: &Snapshot{UpdatedTime: d.UpdatedTime.UTC(), MessageCount: d.MessageCount, UnreadCount: d.UnreadCount, Snippet: d.Snippet},
+			PSID:            d.PSID,
+			ThreadID:        d.ThreadID,
+			Snapshot:        &Snapshot{UpdatedTime: d.UpdatedTime.UTC(), MessageCount: d.MessageCount, UnreadCount: d.UnreadCount, Snippet: d.Snippet},
 			ParticipantName: d.ParticipantName, ParticipantNameAt: nameAt(d.ParticipantName, d.UpdatedTime),
 		})
 	case schemas.PageSynced:

@@ -1,0 +1,128 @@
+package processor
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Headers of every delta record.
+const (
+	HeaderContentType = "content-type"   // application/json
+	HeaderDelta       = "convsync-delta" // the Delta format version, DeltaVersion
+	DeltaVersion      = "v1"
+)
+
+// batchResult is what one partition's share of a batch produced; the loop adds them up
+// and counts them once the transaction commits.
+type batchResult struct {
+	events   int            // events folded
+	dlq      map[string]int // dead letters by category
+	perDelta []int          // events in each delta written
+	dead     []deadLettered // for the log, once committed
+	err      error          // a produce failed: the transaction must abort
+}
+
+func (r *batchResult) add(o batchResult) {
+	r.events += o.events
+	for c, n := range o.dlq {
+		if r.dlq == nil {
+			r.dlq = map[string]int{}
+		}
+		r.dlq[c] += n
+	}
+	r.perDelta = append(r.perDelta, o.perDelta...)
+	r.dead = append(r.dead, o.dead...)
+	if r.err == nil {
+		r.err = o.err
+	}
+}
+
+// deadLettered is one poison record, for the log.
+type deadLettered struct {
+	src      *kgo.Record
+	category string
+	field    string
+	eventID  string
+}
+
+// transform turns one partition's records into the records to produce: a dead letter
+// for each record that does not decode, and the deltas of the rest. It does no I/O.
+func (p *Processor) transform(recs []*kgo.Record, now time.Time) ([]*kgo.Record, batchResult, error) {
+	var res batchResult
+	var out []*kgo.Record
+	events := make([]Event, 0, len(recs))
+	for _, r := range recs {
+		env, data, err := p.codec.Decode(r.Value)
+		if err != nil {
+			cat, field, id := classify(r.Value, err)
+			out = append(out, DeadLetter(r, p.kc.DLQTopic, cat, err, now))
+			if res.dlq == nil {
+				res.dlq = map[string]int{}
+			}
+			res.dlq[cat]++
+			res.dead = append(res.dead, deadLettered{src: r, category: cat, field: field, eventID: id})
+			continue
+		}
+		events = append(events, Event{Env: env, Data: data})
+	}
+	deltas, err := encodeDeltas(events, p.cfg.MaxDeltaBytes)
+	if err != nil {
+		return nil, batchResult{}, err
+	}
+	res.events = len(events)
+	for _, d := range deltas {
+		out = append(out, &kgo.Record{
+			Topic: p.kc.DeltasTopic, Key: []byte(d.page), Value: d.value,
+			Headers: []kgo.RecordHeader{
+				{Key: HeaderContentType, Value: []byte("application/json")},
+				{Key: HeaderDelta, Value: []byte(DeltaVersion)},
+			},
+		})
+		res.perDelta = append(res.perDelta, d.events)
+	}
+	return out, res, nil
+}
+
+// encoded is one delta as it goes on the wire.
+type encoded struct {
+	page   string
+	value  []byte
+	events int
+}
+
+// encodeDeltas folds events and marshals one delta per page. A delta larger than
+// maxBytes (a busy page in a large batch: Kafka refuses records over max.message.bytes)
+// is folded again from each half of its page's events, as often as needed: deltas merge
+// as joins, so several deltas of a page in one batch mean the same as one. A delta of a
+// single event is written whatever its size.
+func encodeDeltas(events []Event, maxBytes int) ([]encoded, error) {
+	var out []encoded
+	for _, d := range Fold(events) {
+		b, err := json.Marshal(d)
+		if err != nil {
+			return nil, fmt.Errorf("marshal delta page %s: %w", d.PageID, err)
+		}
+		if len(b) <= maxBytes || d.Events <= 1 {
+			out = append(out, encoded{page: d.PageID, value: b, events: d.Events})
+			continue
+		}
+		page := make([]Event, 0, d.Events)
+		for _, e := range events {
+			if e.Data.EventPageID() == d.PageID {
+				page = append(page, e)
+			}
+		}
+		half := len(page) / 2
+		for _, part := range [][]Event{page[:half], page[half:]} {
+			sub, err := encodeDeltas(part, maxBytes)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, sub...)
+		}
+	}
+	return out, nil
+}

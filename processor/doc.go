@@ -1,0 +1,44 @@
+// Package processor compacts the event log into per-page deltas, exactly once.
+//
+// In: CloudEvents records of convsync.events.v1 (KAFKA_EVENTS_TOPIC), keyed by page id,
+// read as consumer group convsync-processor (PROCESSOR_GROUP) with isolation
+// read_committed. Out: deltas on convsync.deltas.v1 (KAFKA_DELTAS_TOPIC), key = page id,
+// value = the JSON of a [Delta], headers content-type: application/json and
+// convsync-delta: v1; and dead letters on convsync.dlq.v1 (KAFKA_DLQ_TOPIC).
+//
+// Each fetched batch (at most PROCESSOR_MAX_POLL_RECORDS records) is handed, partition by
+// partition, to one goroutine per assigned partition, which decodes and validates the
+// records ([schemas.Codec]), folds the events with [Fold] into one delta per page, and
+// produces the deltas and dead letters. The poll loop waits for every partition, then
+// commits the produced records and the consumed offsets in one Kafka transaction
+// (franz-go's GroupTransactSession).
+//
+// Guarantees:
+//
+//   - Exactly-once deltas: the deltas of a batch and the offsets that consumed it commit
+//     together or not at all. A crash, a rebalance or a failed produce aborts the
+//     transaction; the records come again and readers with read_committed never see the
+//     aborted deltas. A commit whose answer does not arrive (Kafka may have applied it)
+//     makes the processor join the group again with a new client, which reads the
+//     committed offsets from Kafka, rather than redo the batch. No event is lost or
+//     folded twice into committed deltas.
+//   - Bad input never stops the pipeline: a record that does not decode or validate goes
+//     to the dead-letter topic in the same transaction, key, value and headers as they
+//     were, plus the dlq-* headers ([DeadLetter], read back with [DLQInfo]), and is
+//     counted by reason (decode, schema, unknown_type). The partition moves on.
+//   - Order per page: a page's events share a partition of the events topic, are folded
+//     by that partition's goroutine batch after batch, and its deltas, keyed by page id,
+//     share a partition of the deltas topic, in batch order.
+//   - Bounded: one goroutine per assigned partition, at most PROCESSOR_MAX_POLL_RECORDS
+//     records in memory per batch; a delta over PROCESSOR_MAX_DELTA_BYTES is split.
+//
+// Readiness: [Processor.Ping] answers once Run has a client and a broker answers it.
+//
+// The fold's merge rules (delta.go) make deltas joins, so applying them in any order, any
+// number of times, gives the same rows: watermarks, last sync and last outbound times
+// are running maxima; the latest message of a conversation is the greatest (time, mid);
+// a message's content comes from its best source (webhook over Graph backfill); its text
+// from the highest edit; reactions per user, the latest wins and an unreact stays as a
+// tombstone; a Graph snapshot is replaced only by a newer one; events that are not
+// messages (postbacks, referrals, opt-ins, unknown kinds) are kept by id.
+package processor
