@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/convsync/convsync/processor"
 )
 
 type metrics struct {
@@ -12,10 +14,10 @@ type metrics struct {
 	merge       *prometheus.HistogramVec
 	rows        *prometheus.CounterVec
 	freshness   prometheus.Histogram
-	deadLetters prometheus.Counter
+	deadLetters *prometheus.CounterVec // convsync_dlq_records_total{topic, reason}, shared with the processor
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		batchDeltas: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "convsync_projector_batch_deltas",
@@ -41,13 +43,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from an event's arrival at convsync (the webhook) to the commit of its rows: the latency users feel.",
 			Buckets: []float64{.005, .01, .015, .025, .05, .075, .1, .15, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
-		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "convsync_projector_dlq_records_total",
-			Help: "Deltas that did not decode, sent to the DLQ.",
-		}),
 	}
-	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.deadLetters)
-	return m
+	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness)
+	dlq, err := processor.DLQCounter(reg)
+	if err != nil {
+		return nil, err
+	}
+	m.deadLetters = dlq
+	return m, nil
 }
 
 func (p *Projector) observe(res Result, deltas int, took time.Duration) {

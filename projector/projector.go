@@ -79,8 +79,12 @@ func New(cfg Config, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, hook H
 	if hook == nil {
 		hook = func(context.Context, Touched) {}
 	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	return &Projector{cfg: cfg, kc: kc, opts: opts, pool: pool, w: NewWriter(pool), hook: hook,
-		m: newMetrics(reg), log: log, ready: make(chan struct{}), workers: map[int32]*worker{}}, nil
+		m: m, log: log, ready: make(chan struct{}), workers: map[int32]*worker{}}, nil
 }
 
 // Ready is closed once the consumer runs.
@@ -340,17 +344,11 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 // deadLetter sends a delta that does not decode to the DLQ with the reason, and waits
 // for the acknowledgement: the batch commits past it only once it is safe there.
 func (w *worker) deadLetter(ctx context.Context, cl *kgo.Client, r *kgo.Record, cause error) error {
-	dl := &kgo.Record{Topic: w.p.kc.DLQTopic, Key: r.Key, Value: r.Value, Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
-		kgo.RecordHeader{Key: "dlq-reason", Value: []byte(cause.Error())},
-		kgo.RecordHeader{Key: "dlq-source-topic", Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: "dlq-source-partition", Value: []byte(fmt.Sprint(r.Partition))},
-		kgo.RecordHeader{Key: "dlq-source-offset", Value: []byte(fmt.Sprint(r.Offset))},
-		kgo.RecordHeader{Key: "dlq-time", Value: []byte(time.Now().UTC().Format(time.RFC3339))},
-	)}
+	dl := processor.DeadLetter(r, w.p.kc.DLQTopic, processor.CategoryDecode, cause, time.Now())
 	if err := cl.ProduceSync(ctx, dl).FirstErr(); err != nil {
 		return fmt.Errorf("dead-letter delta %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
-	w.p.m.deadLetters.Inc()
+	w.p.m.deadLetters.WithLabelValues(r.Topic, processor.CategoryDecode).Inc()
 	w.p.log.Warn("undecodable delta sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", cause)
 	return nil
 }

@@ -1,0 +1,84 @@
+package processor
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/convsync/convsync/internal/testenv"
+	"github.com/convsync/convsync/schemas"
+)
+
+// The DLQ tool lists what the processor dead-lettered, with reasons and sources, and
+// sends chosen records back to their source topic without the dlq-* headers.
+func TestListAndRequeueDeadLetters(t *testing.T) {
+	t.Parallel()
+	kc := testenv.Kafka(t, 2)
+	good := records(t, kc.EventsTopic, 0, conversationEvents()[:2])
+	bad := []*kgo.Record{
+		{Topic: kc.EventsTopic, Key: []byte("104400000000001"), Value: []byte("not json"), Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t-1")}}},
+		{Topic: kc.EventsTopic, Key: []byte("104400000000001"), Value: []byte(`{"specversion":"1.0","id":"x","source":"/s","type":"` + schemas.TypeMessage + `","time":"2024-05-29T16:00:00Z","datacontenttype":"application/json","pageid":"104400000000001","receivedat":"2024-05-29T16:00:00Z","data":{"page_id":"104400000000001","psid":"1","direction":"inbound","sent_at":"2024-05-29T16:00:00Z"}}`)},
+	}
+	produce(t, kc.Brokers, append(append([]*kgo.Record{}, good...), bad...))
+	p := newProcessor(t, testConfig(), kc, prometheus.NewRegistry())
+	run := start(t, p)
+	opts := []kgo.Opt{kgo.SeedBrokers(kc.Brokers...)}
+	ctx := testenv.Context(t, time.Minute)
+	var entries []DLQEntry
+	eventually(t, 30*time.Second, "two dead letters", func() bool {
+		var err error
+		entries, err = ListDLQ(ctx, opts, kc.DLQTopic)
+		return err == nil && len(entries) == 2
+	})
+	cats := map[string]DLQEntry{}
+	for _, e := range entries {
+		cats[e.Info.Category] = e
+		if e.Info.SourceTopic != kc.EventsTopic || e.Key != "104400000000001" || e.Info.Reason == "" {
+			t.Errorf("dead letter %+v: want the events topic as source, the page key and a reason", e)
+		}
+	}
+	if _, ok := cats[CategoryDecode]; !ok {
+		t.Errorf("dead letters %v lack the undecodable record", entries)
+	}
+	schemaEntry, ok := cats[CategorySchema]
+	if !ok || !strings.Contains(schemaEntry.Info.Field, "mid") {
+		t.Fatalf("dead letters %v lack the message without mid (field naming mid)", entries)
+	}
+
+	if err := Requeue(ctx, mustClient(t, opts), []DLQEntry{cats[CategoryDecode]}); err != nil {
+		t.Fatal(err)
+	}
+	back := readAll(t, kc.Brokers, kc.EventsTopic)
+	last := back[len(back)-1]
+	if !bytes.Equal(last.Value, []byte("not json")) {
+		t.Fatalf("last record of the source topic = %q, want the requeued one", last.Value)
+	}
+	for _, h := range last.Headers {
+		if strings.HasPrefix(h.Key, "dlq-") {
+			t.Errorf("requeued record kept header %s", h.Key)
+		}
+	}
+	if len(last.Headers) != 1 || last.Headers[0].Key != "trace" {
+		t.Errorf("requeued record headers = %v, want the original trace header only", last.Headers)
+	}
+	// Still undecodable: the processor dead-letters it again, and goes on.
+	eventually(t, 30*time.Second, "the requeued record dead-lettered again", func() bool {
+		e, err := ListDLQ(ctx, opts, kc.DLQTopic)
+		return err == nil && len(e) == 3
+	})
+	run.stop(t)
+}
+
+func mustClient(t *testing.T, opts []kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
