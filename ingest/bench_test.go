@@ -22,11 +22,11 @@ type nopAppender struct{}
 
 func (nopAppender) Append(context.Context, []*kgo.Record) error { return nil }
 
-func benchServer(b *testing.B, app Appender) string {
+func benchServer(b *testing.B, app Appender, topic string) string {
 	b.Helper()
 	cfg := Defaults()
 	cfg.AppSecret, cfg.VerifyToken = testSecret, testVerify
-	w, err := New(cfg, "bench", app, prometheus.NewRegistry(), logging.Discard())
+	w, err := New(cfg, topic, app, prometheus.NewRegistry(), logging.Discard())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,22 +40,12 @@ func benchServer(b *testing.B, app Appender) string {
 func kafkaBenchServer(b *testing.B) string {
 	b.Helper()
 	kc := testenv.Kafka(b, 12)
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kc.Brokers...), kgo.DefaultProduceTopic(kc.EventsTopic)}, ProducerOpts()...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kc.Brokers...)}, ProducerOpts()...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(cl.Close)
-	cfg := Defaults()
-	cfg.AppSecret, cfg.VerifyToken = testSecret, testVerify
-	w, err := New(cfg, kc.EventsTopic, NewKafkaAppender(cl), prometheus.NewRegistry(), logging.Discard())
-	if err != nil {
-		b.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	w.Register(mux)
-	srv := httptest.NewServer(mux)
-	b.Cleanup(srv.Close)
-	return srv.URL + "/api/webhook"
+	return benchServer(b, NewKafkaAppender(cl), kc.EventsTopic)
 }
 
 func run(b *testing.B, url string, rate float64, d time.Duration, conc int) loadgen.Result {
@@ -89,7 +79,7 @@ func report(b *testing.B, r loadgen.Result) {
 func BenchmarkLoadWebhook(b *testing.B) {
 	const conc = 32
 	kafkaURL := kafkaBenchServer(b)
-	ceilURL := benchServer(b, nopAppender{})
+	ceilURL := benchServer(b, nopAppender{}, "bench")
 	run(b, kafkaURL, 1000, 3*time.Second, conc) // warm the broker's JIT and the connections
 	run(b, ceilURL, 1000, time.Second, conc)
 

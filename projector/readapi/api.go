@@ -241,22 +241,31 @@ func (a *API) getPage(r *http.Request) (response, error) {
 	})
 }
 
+// paged reads what a paginated route takes: the ids, the limit, and the cursor decoded
+// into cur (valid reports whether a decoded cursor has its key), raw as given.
+func (a *API) paged(r *http.Request, cur any, valid func() bool) (page, psid string, limit int, raw string, err error) {
+	if page, psid, err = a.ids(r); err != nil {
+		return
+	}
+	if limit, err = a.limit(r); err != nil {
+		return
+	}
+	if raw = r.URL.Query().Get("cursor"); raw != "" {
+		if derr := decodeCursor(raw, cur); derr != nil || !valid() {
+			err = badRequest("cursor is not one this API returned")
+		}
+	}
+	return
+}
+
 func (a *API) listConversations(r *http.Request) (response, error) {
-	page, _, err := a.ids(r)
+	var c listCursor
+	page, _, limit, raw, err := a.paged(r, &c, func() bool { return c.PSID != "" })
 	if err != nil {
 		return response{}, err
 	}
-	limit, err := a.limit(r)
-	if err != nil {
-		return response{}, err
-	}
-	raw := r.URL.Query().Get("cursor")
 	var after *listCursor
 	if raw != "" {
-		var c listCursor
-		if err := decodeCursor(raw, &c); err != nil || c.PSID == "" {
-			return response{}, badRequest("cursor is not one this API returned")
-		}
 		after = &c
 	}
 	k := a.cache.Keys()
@@ -266,21 +275,13 @@ func (a *API) listConversations(r *http.Request) (response, error) {
 }
 
 func (a *API) getConversation(r *http.Request) (response, error) {
-	page, psid, err := a.ids(r)
+	var c msgCursor
+	page, psid, limit, raw, err := a.paged(r, &c, func() bool { return c.MID != "" })
 	if err != nil {
 		return response{}, err
 	}
-	limit, err := a.limit(r)
-	if err != nil {
-		return response{}, err
-	}
-	raw := r.URL.Query().Get("cursor")
 	var after *msgCursor
 	if raw != "" {
-		var c msgCursor
-		if err := decodeCursor(raw, &c); err != nil || c.MID == "" {
-			return response{}, badRequest("cursor is not one this API returned")
-		}
 		after = &c
 	}
 	k := a.cache.Keys()
