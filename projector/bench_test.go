@@ -217,9 +217,9 @@ func BenchmarkLoadPipeline(b *testing.B) {
 		for range b.N {
 			kc := testenv.Kafka(b, 12)
 			pool, _ := testenv.Postgres(b)
-			projReg := prometheus.NewRegistry()
+			procReg, projReg := prometheus.NewRegistry(), prometheus.NewRegistry()
 			ctx, cancel := context.WithCancel(context.Background())
-			stop := stack.Pipeline(b, ctx, kc, pool, prometheus.NewRegistry(), projReg, nil)
+			stop := stack.Pipeline(b, ctx, kc, pool, procReg, projReg, nil)
 			url := stack.Webhook(b, kc)
 			// The mix averages two events per request: 500 requests/s is 1,000 events/s.
 			res, err := loadgen.Run(context.Background(), loadgen.RunConfig{URL: url, Secret: stack.Secret, Rate: 500,
@@ -237,6 +237,10 @@ func BenchmarkLoadPipeline(b *testing.B) {
 			b.ReportMetric(res.EventsPerS, "events/s")
 			b.ReportMetric(histogramQuantile(projReg, "convsync_event_freshness_seconds", 0.5)*1000, "p50-ms")
 			b.ReportMetric(histogramQuantile(projReg, "convsync_event_freshness_seconds", 0.99)*1000, "p99-ms")
+			// Where the time goes: a processor batch (fetch to Kafka commit) and a projector
+			// batch (decode to Postgres commit), medians.
+			b.ReportMetric(histogramQuantile(procReg, "convsync_processor_batch_duration_seconds", 0.5)*1000, "proc-batch-p50-ms")
+			b.ReportMetric(histogramQuantile(projReg, "convsync_projector_batch_duration_seconds", 0.5)*1000, "proj-batch-p50-ms")
 			b.ReportMetric(0, "ns/op")
 		}
 	})

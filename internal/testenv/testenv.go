@@ -158,7 +158,12 @@ func WithSearchPath(t testing.TB, base, schema string) string {
 func Postgres(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	u := Schema(t)
-	pool, err := pgxpool.New(Context(t, time.Minute), u)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 10 // PG_POOL_MAX's default, as the service runs
+	pool, err := pgxpool.NewWithConfig(Context(t, time.Minute), cfg)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
