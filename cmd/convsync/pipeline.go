@@ -59,7 +59,11 @@ var projectRole = role{
 		if err != nil {
 			return err
 		}
-		p, err := projector.New(a.s.Projector, a.s.Kafka, pool, a.kafkaOpts("projector"), readapi.Hook(c), a.reg, a.log)
+		hook := readapi.Hook(c)
+		if a.s.API.RefreshMax > 0 {
+			hook = readapi.NewRefresher(pool, c, a.s.API.DefaultLimit, a.s.API.RefreshMax, a.log).Hook()
+		}
+		p, err := projector.New(a.s.Projector, a.s.Kafka, pool, a.kafkaOpts("projector"), hook, a.reg, a.log)
 		if err != nil {
 			return err
 		}

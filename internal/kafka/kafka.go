@@ -117,7 +117,8 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, c Config) ([]TopicState
 	for _, t := range c.Topics() {
 		names = append(names, t.Name)
 	}
-	// A new topic's metadata reaches the brokers a moment after creation: wait for it.
+	// A new topic's metadata, and its partitions' leaders, reach the brokers a moment after
+	// creation: wait for them.
 	var states []TopicState
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -160,6 +161,9 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, names ...string) ([]T
 		}
 		rf := 0
 		for _, p := range d.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return nil, fmt.Errorf("describe topic %s partition %d: %w", d.Topic, p.Partition, errors.Join(p.Err, kerr.UnknownTopicOrPartition))
+			}
 			rf = max(rf, len(p.Replicas))
 		}
 		out = append(out, TopicState{Name: d.Topic, Partitions: len(d.Partitions), ReplicationFactor: rf})

@@ -40,11 +40,14 @@ type Config struct {
 	DefaultLimit int           // API_DEFAULT_LIMIT
 	MaxLimit     int           // API_MAX_LIMIT
 	MaxAge       time.Duration // API_CACHE_MAX_AGE: Cache-Control max-age for CDNs
+	// RefreshMax (API_CACHE_REFRESH_MAX) bounds the conversations whose default view the
+	// projector rebuilds in the cache after each batch; 0 only invalidates.
+	RefreshMax int
 }
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
-	return Config{DefaultLimit: 25, MaxLimit: 100, MaxAge: 2 * time.Second}
+	return Config{DefaultLimit: 25, MaxLimit: 100, MaxAge: 2 * time.Second, RefreshMax: 256}
 }
 
 // Validate reports the first invalid value, naming its variable.
@@ -58,6 +61,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("API_DEFAULT_LIMIT must be between 1 and API_MAX_LIMIT (%d), got %d", c.MaxLimit, c.DefaultLimit)
 	case c.MaxAge < 0:
 		return fmt.Errorf("API_CACHE_MAX_AGE must not be negative, got %s", c.MaxAge)
+	case c.RefreshMax < 0:
+		return fmt.Errorf("API_CACHE_REFRESH_MAX must not be negative, got %d", c.RefreshMax)
 	}
 	for _, t := range c.Tokens {
 		if len(t) < 16 {
@@ -298,11 +303,7 @@ func (a *API) load(ctx context.Context, key, marker, what string, q func(ctx con
 		if err != nil {
 			return cache.Entry{}, err
 		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return cache.Entry{}, fmt.Errorf("encode %s: %w", what, err)
-		}
-		return cache.Entry{Version: version, Value: b}, nil
+		return entryOf(v, version)
 	})
 	if errors.Is(err, errNotFound) {
 		return response{}, notFound(what)
