@@ -219,6 +219,10 @@ func (p *Processor) clientOpts(ws *workers) []kgo.Opt {
 	opts = append(opts,
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 		kgo.ProducerLinger(0), // a batch's records are all produced at once, then awaited
+		// A transaction begun right after the last one ended meets CONCURRENT_TRANSACTIONS
+		// until the broker has written the markers, which takes a few milliseconds here;
+		// franz-go's default 20ms backoff would add that much to every batch (freshness).
+		kgo.ConcurrentTransactionsBackoff(2*time.Millisecond),
 	)
 	opts = append(opts, p.opts...)
 	return append(opts,

@@ -67,7 +67,12 @@ func produceRecords(b *testing.B, kc kafka.Config, recs []*kgo.Record) {
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+	// Fresh records each time: the client fills in topic, partition and offset.
+	fresh := make([]*kgo.Record, len(recs))
+	for i, r := range recs {
+		fresh[i] = &kgo.Record{Topic: kc.EventsTopic, Key: r.Key, Value: r.Value}
+	}
+	if err := cl.ProduceSync(context.Background(), fresh...).FirstErr(); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -251,6 +256,9 @@ func BenchmarkLoadPipeline(b *testing.B) {
 			// batch (decode to Postgres commit), medians.
 			b.ReportMetric(histogramQuantile(procReg, "convsync_processor_batch_duration_seconds", 0.5)*1000, "proc-batch-p50-ms")
 			b.ReportMetric(histogramQuantile(projReg, "convsync_projector_batch_duration_seconds", 0.5)*1000, "proj-batch-p50-ms")
+			for _, tbl := range []string{"copy", "facebook_pages", "messages", "conversations", "projector_offsets"} {
+				b.ReportMetric(labeledQuantile(projReg, "convsync_projector_merge_duration_seconds", "table", tbl, 0.5)*1000, tbl+"-p50-ms")
+			}
 			b.ReportMetric(0, "ns/op")
 		}
 	})
@@ -261,6 +269,23 @@ func histogramCount(reg *prometheus.Registry, name string) uint64 {
 	for _, mf := range mfs {
 		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
 			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+func labeledQuantile(reg *prometheus.Registry, name, label, value string, q float64) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return quantile(m.GetHistogram(), q)
+				}
+			}
 		}
 	}
 	return 0
