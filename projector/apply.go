@@ -78,12 +78,26 @@ type Writer struct {
 // NewWriter writes through pool (whose search_path names the schema).
 func NewWriter(pool *pgxpool.Pool) *Writer { return &Writer{pool: pool} }
 
+// Part is one partition's share of a transaction: its deltas and, unless nil (replay),
+// where they end.
+type Part struct {
+	Pos *Position
+	In  []Input
+}
+
 // Apply writes a batch of deltas of one partition in one transaction: coalesce per key,
 // COPY into temporary tables, one merge statement per table, the offsets row. With pos
 // nil no offsets are kept (replay writes that way). Deltas whose offset is below the
 // stored next offset were applied before and are skipped, so a batch applied twice
 // changes nothing.
 func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, error) {
+	return w.ApplyMany(ctx, []Part{{Pos: pos, In: in}})
+}
+
+// ApplyMany is Apply for the batches of several partitions in one transaction (group
+// commit): one offsets row per partition, each fenced on its own; ErrFenced when any
+// partition's offsets moved under this writer.
+func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 	res := Result{Rows: map[string]int64{}, Durations: map[string]time.Duration{}}
 	tx, err := w.pool.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
@@ -92,18 +106,23 @@ func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, 
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
 	var version int64
-	expected := int64(-1)
+	expected := make([]int64, len(parts))
 	b := &pgx.Batch{}
 	for _, stmt := range strings.Split(createTemp, ";") {
 		b.Queue(stmt)
 	}
 	b.Queue(`SELECT nextval('read_model_version_seq')`).QueryRow(func(r pgx.Row) error { return r.Scan(&version) })
-	if pos != nil {
+	for i, part := range parts {
+		expected[i] = -1
+		pos := part.Pos
+		if pos == nil {
+			continue
+		}
 		b.Queue(`SELECT next_offset FROM projector_offsets
 			WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
 			pos.Group, pos.Topic, pos.Partition).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				if err := rows.Scan(&expected); err != nil {
+				if err := rows.Scan(&expected[i]); err != nil {
 					return err
 				}
 			}
@@ -114,13 +133,15 @@ func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, 
 		return res, fmt.Errorf("prepare batch: %w", err)
 	}
 
-	deltas := make([]processor.Delta, 0, len(in))
-	for _, d := range in {
-		if pos != nil && d.Offset < expected {
-			continue // applied by an earlier transaction
+	var deltas []processor.Delta
+	for i, part := range parts {
+		for _, d := range part.In {
+			if part.Pos != nil && d.Offset < expected[i] {
+				continue // applied by an earlier transaction
+			}
+			deltas = append(deltas, d.Delta)
+			res.ReceivedMS = append(res.ReceivedMS, d.Delta.ReceivedMS...)
 		}
-		deltas = append(deltas, d.Delta)
-		res.ReceivedMS = append(res.ReceivedMS, d.Delta.ReceivedMS...)
 	}
 	res.Applied = len(deltas)
 	rows := coalesce(deltas)
@@ -201,9 +222,13 @@ func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, 
 		})
 	}
 	fenced := false
-	if pos != nil {
-		b.Queue(saveOffsets, pos.Group, pos.Topic, pos.Partition, pos.Next, expected).Exec(func(ct pgconn.CommandTag) error {
-			fenced = ct.RowsAffected() != 1
+	for i, part := range parts {
+		pos := part.Pos
+		if pos == nil {
+			continue
+		}
+		b.Queue(saveOffsets, pos.Group, pos.Topic, pos.Partition, pos.Next, expected[i]).Exec(func(ct pgconn.CommandTag) error {
+			fenced = fenced || ct.RowsAffected() != 1
 			step("projector_offsets")
 			return nil
 		})

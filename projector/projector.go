@@ -24,11 +24,14 @@ type Config struct {
 	BatchRecords int           // PROJECTOR_BATCH_RECORDS: deltas per transaction at most
 	BatchBytes   int           // PROJECTOR_BATCH_BYTES: delta bytes per transaction at most
 	Linger       time.Duration // PROJECTOR_LINGER: how long a partition waits to fill a batch
+	// Writers (PROJECTOR_WRITERS) is how many transactions run in parallel; each commits
+	// the waiting batches of the partitions it serves together.
+	Writers int
 }
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
-	return Config{Group: "convsync-projector", BatchRecords: 2000, BatchBytes: 8 << 20, Linger: 5 * time.Millisecond}
+	return Config{Group: "convsync-projector", BatchRecords: 2000, BatchBytes: 8 << 20, Linger: time.Millisecond, Writers: 1}
 }
 
 // Validate reports the first invalid value, naming its variable.
@@ -42,6 +45,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("PROJECTOR_BATCH_BYTES must be at least 1024, got %d", c.BatchBytes)
 	case c.Linger < 0 || c.Linger > time.Second:
 		return fmt.Errorf("PROJECTOR_LINGER must be between 0 and 1s, got %s", c.Linger)
+	case c.Writers < 1 || c.Writers > 64:
+		return fmt.Errorf("PROJECTOR_WRITERS must be between 1 and 64, got %d", c.Writers)
 	}
 	return nil
 }
@@ -65,6 +70,9 @@ type Projector struct {
 	cl      *kgo.Client
 	mu      sync.Mutex
 	workers map[int32]*worker
+
+	writers     []chan commitReq
+	writersDone chan struct{}
 }
 
 // New validates and allocates; Run does the work. opts are extra client options (client
@@ -121,6 +129,17 @@ func (p *Projector) Run(ctx context.Context) error {
 		kgo.OnPartitionsLost(p.revoked),
 		kgo.AdjustFetchOffsetsFn(p.resume),
 	)
+	p.writersDone = make(chan struct{})
+	var wg sync.WaitGroup
+	for range p.cfg.Writers {
+		ch := make(chan commitReq)
+		p.writers = append(p.writers, ch)
+		wg.Go(func() { p.write(ch) })
+	}
+	defer func() {
+		close(p.writersDone) // after every partition goroutine has stopped
+		wg.Wait()
+	}()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("projector kafka client: %w", err)
@@ -316,12 +335,9 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	}
 	last := recs[len(recs)-1]
 	pos := &Position{Group: w.p.cfg.Group, Topic: last.Topic, Partition: last.Partition, From: recs[0].Offset, Next: last.Offset + 1}
-	var res Result
 	var err error
 	for attempt := 0; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, time.Minute)
-		res, err = w.p.w.Apply(actx, pos, in)
-		cancel()
+		err = w.p.commit(ctx, Part{Pos: pos, In: in}, len(recs), start)
 		if err == nil || errors.Is(err, ErrFenced) || attempt == 4 {
 			break
 		}
@@ -335,9 +351,83 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	if err != nil {
 		return err
 	}
-	w.p.observe(res, len(recs), time.Since(start))
-	w.p.hook(ctx, res.Touched)
 	cl.MarkCommitRecords(last)
+	return nil
+}
+
+// commitReq is one partition's batch waiting for a writer.
+type commitReq struct {
+	part   Part
+	deltas int
+	start  time.Time
+	done   chan error
+}
+
+// commit hands a partition's batch to its writer and waits until it is committed. A
+// partition always goes to the same writer, so its batches commit in order.
+func (p *Projector) commit(ctx context.Context, part Part, deltas int, start time.Time) error {
+	req := commitReq{part: part, deltas: deltas, start: start, done: make(chan error, 1)}
+	select {
+	case p.writers[int(part.Pos.Partition)%len(p.writers)] <- req:
+	case <-p.writersDone:
+		return errors.New("projector stopped")
+	}
+	return <-req.done
+}
+
+// write is one writer: it takes the batches waiting for it, from every partition it
+// serves, and commits them in one transaction (group commit), so that many small
+// batches at low load cost one transaction, not one each. Several writers run in
+// parallel (PROJECTOR_WRITERS).
+func (p *Projector) write(in <-chan commitReq) {
+	for {
+		var reqs []commitReq
+		select {
+		case r := <-in:
+			reqs = append(reqs, r)
+		case <-p.writersDone:
+			return
+		}
+		deltas := reqs[0].deltas
+	gather:
+		for deltas < p.cfg.BatchRecords {
+			select {
+			case r := <-in:
+				reqs = append(reqs, r)
+				deltas += r.deltas
+			default:
+				break gather
+			}
+		}
+		err := p.applyGroup(reqs)
+		if errors.Is(err, ErrFenced) && len(reqs) > 1 {
+			// One partition moved under us: commit the others without it.
+			for _, r := range reqs {
+				r.done <- p.applyGroup([]commitReq{r})
+			}
+			continue
+		}
+		for _, r := range reqs {
+			r.done <- err
+		}
+	}
+}
+
+func (p *Projector) applyGroup(reqs []commitReq) error {
+	parts := make([]Part, len(reqs))
+	deltas := 0
+	for i, r := range reqs {
+		parts[i] = r.part
+		deltas += r.deltas
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := p.w.ApplyMany(ctx, parts)
+	if err != nil {
+		return err
+	}
+	p.observe(res, deltas, time.Since(reqs[0].start))
+	p.hook(ctx, res.Touched)
 	return nil
 }
 

@@ -87,6 +87,7 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 	b.Int(&s.Projector.BatchRecords, "projector-batch-records", "deltas per projector transaction at most", "PROJECTOR_BATCH_RECORDS")
 	b.Int(&s.Projector.BatchBytes, "projector-batch-bytes", "delta bytes per projector transaction at most", "PROJECTOR_BATCH_BYTES")
 	b.Duration(&s.Projector.Linger, "projector-linger", "how long a partition waits to fill a batch", "PROJECTOR_LINGER")
+	b.Int(&s.Projector.Writers, "projector-writers", "projector transactions in parallel; each commits the waiting batches of its partitions together", "PROJECTOR_WRITERS")
 
 	b.Secret(&s.Cache.URL, "redis-url", "Redis URL (redis://host:port/db); several comma-separated addresses mean a Redis Cluster, ?master=name Sentinel; empty uses the in-memory cache", "REDIS_URL")
 	b.Duration(&s.Cache.TTL, "cache-ttl", "how long cache entries live", "CACHE_TTL")
