@@ -64,22 +64,36 @@ install() {
 
 # --- PostgreSQL -----------------------------------------------------------------------
 
+# pg_dir is where the private cluster lives: .local/pg, or, when the postgres user cannot
+# reach into the checkout (a parent folder closed to others), a folder of its own under
+# /var/tmp, named after the checkout.
+pg_dir() {
+  if runuser -u postgres -- test -x "$LOCAL" 2>/dev/null; then
+    echo "$LOCAL/pg"
+  else
+    echo "/var/tmp/convsync-$(printf '%s' "$ROOT" | sha1sum | cut -c1-12)/pg"
+  fi
+}
+
 pg_up() {
-  local bin data="$LOCAL/pg/data" sock="$LOCAL/pg"
+  local bin data sock dir
   bin=$(pg_bin) || die "PostgreSQL server binaries not found"
-  mkdir -p "$LOCAL/pg"
   # postgres refuses to run as root: the cluster belongs to the postgres system user.
-  id postgres >/dev/null 2>&1 || useradd --system --home-dir "$LOCAL/pg" --shell /usr/sbin/nologin postgres
-  chown postgres "$LOCAL/pg"
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  dir=$(pg_dir)
+  data="$dir/data" sock="$dir"
+  mkdir -p "$dir"
+  chmod 755 "$(dirname "$dir")" 2>/dev/null || true
+  chown postgres "$dir"
   if [ -f "$data/postmaster.pid" ] && runuser -u postgres -- "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     log "postgres already running on 127.0.0.1:$PG_PORT"
   else
     if [ ! -f "$data/PG_VERSION" ]; then
       log "initdb $data"
       runuser -u postgres -- "$bin/initdb" -D "$data" --auth=trust --username=postgres \
-        --encoding=UTF8 --locale=C.UTF-8 >"$LOCAL/pg/initdb.log" 2>&1 ||
+        --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         runuser -u postgres -- "$bin/initdb" -D "$data" --auth=trust --username=postgres \
-          --encoding=UTF8 --no-locale >"$LOCAL/pg/initdb.log" 2>&1 || die "initdb failed: see $LOCAL/pg/initdb.log"
+          --encoding=UTF8 --no-locale >"$dir/initdb.log" 2>&1 || die "initdb failed: see $dir/initdb.log"
       cat >>"$data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
@@ -94,8 +108,8 @@ EOF
       echo "host replication all 127.0.0.1/32 trust" >>"$data/pg_hba.conf"
     fi
     log "starting postgres on 127.0.0.1:$PG_PORT"
-    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$LOCAL/pg/postgres.log" -w -t 60 start >/dev/null ||
-      die "postgres did not start: see $LOCAL/pg/postgres.log"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start >/dev/null ||
+      die "postgres did not start: see $dir/postgres.log"
   fi
   psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
     "SELECT 1 FROM pg_roles WHERE rolname='convsync'" | grep -q 1 ||
@@ -106,8 +120,10 @@ EOF
 }
 
 pg_down() {
-  local bin data="$LOCAL/pg/data"
+  local bin data
   bin=$(pg_bin) || return 0
+  id postgres >/dev/null 2>&1 || return 0
+  data="$(pg_dir)/data"
   if [ -f "$data/postmaster.pid" ]; then
     log "stopping postgres"
     runuser -u postgres -- "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
@@ -265,8 +281,8 @@ down() {
 status() {
   local bin
   bin=$(pg_bin || true)
-  if [ -n "$bin" ] && [ -f "$LOCAL/pg/data/postmaster.pid" ] &&
-    runuser -u postgres -- "$bin/pg_ctl" -D "$LOCAL/pg/data" status >/dev/null 2>&1; then
+  if [ -n "$bin" ] && id postgres >/dev/null 2>&1 && [ -f "$(pg_dir)/data/postmaster.pid" ] &&
+    runuser -u postgres -- "$bin/pg_ctl" -D "$(pg_dir)/data" status >/dev/null 2>&1; then
     echo "postgres: up (127.0.0.1:$PG_PORT)"
   else echo "postgres: down"; fi
   if alive "$LOCAL/redis/redis.pid"; then echo "redis: up (127.0.0.1:$REDIS_PORT)"; else echo "redis: down"; fi

@@ -21,11 +21,20 @@ func Replica(t testing.TB, base string) string {
 		t.Fatal(err)
 	}
 	bin := pgBin(t)
-	dir := filepath.Join(RepoRoot(t), ".local", "replicas", ID())
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Under /var/tmp, not the checkout: the postgres user must reach the folder, and a
+	// checkout's parents may be closed to others.
+	parent, err := os.MkdirTemp("/var/tmp", "convsync-replica-")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	t.Cleanup(func() { _ = os.RemoveAll(parent) })
+	if err := os.Chmod(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	asPostgres := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...)
@@ -33,7 +42,7 @@ func Replica(t testing.TB, base string) string {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
 	}
-	if out, err := exec.Command("chown", "-R", "postgres", filepath.Dir(dir)).CombinedOutput(); err != nil {
+	if out, err := exec.Command("chown", "-R", "postgres", parent).CombinedOutput(); err != nil {
 		t.Fatalf("chown: %v %s", err, out)
 	}
 	asPostgres(filepath.Join(bin, "pg_basebackup"), "-h", u.Hostname(), "-p", u.Port(), "-U", "postgres",
