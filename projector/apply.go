@@ -1,10 +1,12 @@
 package projector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -99,6 +101,12 @@ func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, 
 // partition's offsets moved under this writer.
 func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 	res := Result{Rows: map[string]int64{}, Durations: map[string]time.Duration{}}
+	// Lock offsets rows in one order, so two writers cannot deadlock on them.
+	parts = slices.Clone(parts)
+	sort.SliceStable(parts, func(i, j int) bool {
+		a, b := parts[i].Pos, parts[j].Pos
+		return a != nil && b != nil && (a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition)
+	})
 	tx, err := w.pool.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
 		return res, fmt.Errorf("begin: %w", err)
@@ -224,8 +232,8 @@ func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 	fenced := false
 	for i, part := range parts {
 		pos := part.Pos
-		if pos == nil {
-			continue
+		if pos == nil || pos.Next <= expected[i] {
+			continue // nothing new: a late batch never moves the offset back
 		}
 		b.Queue(saveOffsets, pos.Group, pos.Topic, pos.Partition, pos.Next, expected[i]).Exec(func(ct pgconn.CommandTag) error {
 			fenced = fenced || ct.RowsAffected() != 1
@@ -346,7 +354,7 @@ func coalesce(deltas []processor.Delta) rowSet {
 			reactions, _ = json.Marshal(m.Reactions) // plain structs: cannot fail
 		}
 		rs.msgs = append(rs.msgs, []any{k.page, k.mid, msgPSID[k], nullString(m.Direction), nullString(m.Text),
-			string(atts), string(reactions), int32(m.EditCount), int16(m.ContentSource), nullTime(m.SentAt),
+			jsonText(atts), jsonText(reactions), int32(m.EditCount), int16(m.ContentSource), nullTime(m.SentAt),
 			nullString(m.AppID), nullString(m.ReplyToMID)})
 	}
 	ek := make([][2]string, 0, len(events))
@@ -356,7 +364,7 @@ func coalesce(deltas []processor.Delta) rowSet {
 	sort.Slice(ek, func(i, j int) bool { return ek[i][0] < ek[j][0] || ek[i][0] == ek[j][0] && ek[i][1] < ek[j][1] })
 	for _, k := range ek {
 		o := events[k]
-		rs.events = append(rs.events, []any{k[0], o.ID, nullString(o.PSID), o.Type, o.OccurredAt, string(o.Data)})
+		rs.events = append(rs.events, []any{k[0], o.ID, nullString(o.PSID), o.Type, o.OccurredAt, jsonText(o.Data)})
 	}
 	return rs
 }
@@ -370,11 +378,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
+// nullString is s for a text column: NULL when empty; NUL characters, which Postgres
+// text cannot hold, become U+FFFD so one odd message cannot stop the projector.
 func nullString(s string) any {
 	if s == "" {
 		return nil
 	}
-	return s
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+// jsonText is raw JSON for a jsonb column: the escape \u0000, which jsonb refuses,
+// becomes \ufffd.
+func jsonText(b []byte) string {
+	return string(bytes.ReplaceAll(b, []byte(`\u0000`), []byte(`\ufffd`)))
 }
 
 func nullTime(t time.Time) any {

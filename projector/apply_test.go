@@ -137,3 +137,22 @@ func TestApplySkipsDeltasBelowTheStoredOffset(t *testing.T) {
 		t.Errorf("stored next offset = %d (%v), want %d", next, err, pos.Next)
 	}
 }
+
+// A NUL in message text or raw JSON, which Postgres refuses, must not stop the projector.
+func TestApplyTakesNULCharacters(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.Postgres(t)
+	w := projector.NewWriter(pool)
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	d := processor.Delta{PageID: "p-nul", Events: 1, Conversations: []processor.ConversationDelta{{PSID: "u1",
+		LastAt: at, LastMID: "m_nul", LastDirection: "inbound",
+		Messages: []processor.MessageDelta{{MID: "m_nul", ContentSource: processor.SourceWebhook, Direction: "inbound",
+			SentAt: at, Text: "a\x00b", Attachments: json.RawMessage(`[{"type":"file","title":"x\u0000y"}]`)}}}}}
+	if _, err := w.Apply(context.Background(), nil, []projector.Input{{Delta: d}}); err != nil {
+		t.Fatalf("Apply(text with NUL) = %v, want the row written", err)
+	}
+	var text string
+	if err := pool.QueryRow(context.Background(), `SELECT text FROM messages WHERE mid = 'm_nul'`).Scan(&text); err != nil || text != "a\uFFFDb" {
+		t.Errorf("stored text = %q (%v), want the NUL replaced by U+FFFD", text, err)
+	}
+}

@@ -15,6 +15,7 @@ type metrics struct {
 	rows        *prometheus.CounterVec
 	freshness   prometheus.Histogram
 	deadLetters *prometheus.CounterVec // convsync_dlq_records_total{topic, reason}, shared with the processor
+	retries     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,8 +44,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from an event's arrival at convsync (the webhook) to the commit of its rows: the latency users feel.",
 			Buckets: []float64{.005, .01, .015, .025, .05, .075, .1, .15, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "convsync_projector_retries_total",
+			Help: "Batches that failed to commit and were retried (Postgres away); a rising count with no commits is a stalled projector.",
+		}),
 	}
-	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness)
+	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.retries)
 	dlq, err := processor.DLQCounter(reg)
 	if err != nil {
 		return nil, err

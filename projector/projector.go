@@ -52,7 +52,8 @@ func (c Config) Validate() error {
 }
 
 // Hook is called after each commit with what the batch touched, for cache maintenance.
-// It runs on the partition's goroutine: keep it short.
+// It runs on the writer's goroutine, before the next transaction: keep it short and
+// queue slow work (readapi.Refresher does).
 type Hook func(ctx context.Context, t Touched)
 
 // Projector consumes the deltas topic into the read model.
@@ -335,18 +336,24 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	}
 	last := recs[len(recs)-1]
 	pos := &Position{Group: w.p.cfg.Group, Topic: last.Topic, Partition: last.Partition, From: recs[0].Offset, Next: last.Offset + 1}
+	// Postgres away (a failover, a restart) is waited out: the batch is retried with a
+	// capped backoff until it commits or the partition is taken away. Only a fence (the
+	// partition's offsets moved under us: another instance owns it now) gives up.
 	var err error
-	for attempt := 0; ; attempt++ {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
 		err = w.p.commit(ctx, Part{Pos: pos, In: in}, len(recs), start)
-		if err == nil || errors.Is(err, ErrFenced) || attempt == 4 {
+		if err == nil || errors.Is(err, ErrFenced) {
 			break
 		}
-		w.p.log.Warn("apply batch, retrying", "topic", last.Topic, "partition", last.Partition, "attempt", attempt+1, "error", err)
+		w.p.m.retries.Inc()
+		w.p.log.Warn("apply batch, retrying", "topic", last.Topic, "partition", last.Partition, "attempt", attempt, "backoff", backoff, "error", err)
 		select {
-		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-time.After(backoff):
 		case <-w.quit:
 			return err
 		}
+		backoff = min(2*backoff, 10*time.Second)
 	}
 	if err != nil {
 		return err
@@ -400,8 +407,9 @@ func (p *Projector) write(in <-chan commitReq) {
 			}
 		}
 		err := p.applyGroup(reqs)
-		if errors.Is(err, ErrFenced) && len(reqs) > 1 {
-			// One partition moved under us: commit the others without it.
+		if err != nil && len(reqs) > 1 {
+			// One partition's batch may be what failed (or was fenced): commit the others
+			// without it, so a bad batch holds back only its own partition.
 			for _, r := range reqs {
 				r.done <- p.applyGroup([]commitReq{r})
 			}

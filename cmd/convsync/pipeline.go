@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -49,7 +50,7 @@ var processRole = role{
 var projectRole = role{
 	name: "projector",
 	validate: []func(*settings) error{validateKafka, validatePG, func(s *settings) error { return s.Projector.Validate() },
-		func(s *settings) error { return s.Cache.Validate() }},
+		func(s *settings) error { return s.Cache.Validate() }, validateRefresh},
 	start: func(ctx context.Context, a *app) error {
 		pool, err := a.primaryPool(ctx)
 		if err != nil {
@@ -61,7 +62,9 @@ var projectRole = role{
 		}
 		hook := readapi.Hook(c)
 		if a.s.API.RefreshMax > 0 {
-			hook = readapi.NewRefresher(pool, c, a.s.API.DefaultLimit, a.s.API.RefreshMax, a.log).Hook()
+			r := readapi.NewRefresher(pool, c, a.s.API.DefaultLimit, a.s.API.RefreshMax, a.log)
+			a.g.Go(func() error { return r.Run(ctx) })
+			hook = r.Hook()
 		}
 		p, err := projector.New(a.s.Projector, a.s.Kafka, pool, a.kafkaOpts("projector"), hook, a.reg, a.log)
 		if err != nil {
@@ -71,4 +74,15 @@ var projectRole = role{
 		a.g.Go(func() error { return p.Run(ctx) })
 		return nil
 	},
+}
+
+// validateRefresh checks what the projector's cache refresh takes from the API's config.
+func validateRefresh(s *settings) error {
+	switch {
+	case s.API.DefaultLimit < 1 || s.API.DefaultLimit > s.API.MaxLimit:
+		return fmt.Errorf("API_DEFAULT_LIMIT must be between 1 and API_MAX_LIMIT (%d), got %d", s.API.MaxLimit, s.API.DefaultLimit)
+	case s.API.RefreshMax < 0:
+		return fmt.Errorf("API_CACHE_REFRESH_MAX must not be negative, got %d", s.API.RefreshMax)
+	}
+	return nil
 }

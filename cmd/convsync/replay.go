@@ -89,11 +89,14 @@ func runReplay(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFn()
-	if c.Kind() == "redis" {
+	switch {
+	case c.Kind() == "redis":
 		if err := c.Flush(ctx); err != nil {
 			return fmt.Errorf("flush the cache after the swap: %w", err)
 		}
 		fmt.Println("cache flushed")
+	case s.Cache.URL != "":
+		return fmt.Errorf("swapped, but Redis (REDIS_URL) did not answer: flush %s* yourself, entries may be older than the rebuilt rows", s.Cache.Prefix)
 	}
 	return nil
 }

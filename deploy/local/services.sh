@@ -58,6 +58,7 @@ install() {
   have java || pkgs+=(openjdk-17-jre-headless)
   have mvn || pkgs+=(maven)
   have promtool || pkgs+=(prometheus)
+  have gcc || pkgs+=(gcc libc6-dev) # go test -race needs cgo
   if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
   have go || die "Go is not installed; this machine kind ships it (see README)"
 }

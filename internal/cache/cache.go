@@ -11,8 +11,9 @@
 //
 // Redis errors never reach the reader: they count as errors, the read goes to Postgres,
 // and the cache is used again when Redis answers. A marker that could not be raised
-// while Redis was away leaves the cache distrusted (every read a miss) until the
-// entries under the prefix have been flushed, so nothing stale survives an outage.
+// while Redis was away is kept and raised as soon as Redis answers again (markers only
+// rise); until then the process that failed to raise it does not trust the cache, so
+// nothing stale survives an outage.
 package cache
 
 import (

@@ -90,7 +90,8 @@ type Cache struct {
 	log      *slog.Logger
 	sf       singleflight.Group
 	distrust atomic.Bool
-	flushMu  sync.Mutex
+	mu       sync.Mutex
+	pending  map[string]int64 // markers not raised yet because the store failed
 	lastTry  time.Time
 }
 
@@ -196,15 +197,25 @@ func (c *Cache) Load(ctx context.Context, key, marker string, load func(ctx cont
 }
 
 // Invalidate raises markers after a commit: entries older than them are no longer
-// served. When the store fails, the cache is distrusted until it has been flushed.
+// served. When the store fails, the markers are kept and raised again as soon as it
+// answers (markers only rise, so late is safe); until then this process does not trust
+// the cache.
 func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 	if len(marks) == 0 {
 		return
 	}
 	if err := c.store.Mark(ctx, marks, 2*c.ttl); err != nil {
 		c.m.invalidations.WithLabelValues("error").Add(float64(len(marks)))
+		c.mu.Lock()
+		if c.pending == nil {
+			c.pending = map[string]int64{}
+		}
+		for _, m := range marks {
+			c.pending[m.Key] = max(c.pending[m.Key], m.Version)
+		}
+		c.mu.Unlock()
 		if !c.distrust.Swap(true) {
-			c.log.Warn("cache invalidation failed: reads bypass the cache until it is flushed", "error", err)
+			c.log.Warn("cache invalidation failed: reads bypass the cache until the markers are raised", "error", err)
 		}
 		return
 	}
@@ -212,13 +223,14 @@ func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 }
 
 // trusted reports whether entries may be served; after a failed invalidation it tries,
-// at most once a second, to flush the store and trust it again.
+// at most once a second, to raise the pending markers, and trusts the cache again once
+// they are.
 func (c *Cache) trusted(ctx context.Context) bool {
 	if !c.distrust.Load() {
 		return true
 	}
-	c.flushMu.Lock()
-	defer c.flushMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !c.distrust.Load() {
 		return true
 	}
@@ -226,20 +238,34 @@ func (c *Cache) trusted(ctx context.Context) bool {
 		return false
 	}
 	c.lastTry = time.Now()
-	if err := c.store.Flush(ctx); err != nil {
+	marks := make([]Mark, 0, len(c.pending))
+	for k, v := range c.pending {
+		marks = append(marks, Mark{Key: k, Version: v})
+	}
+	if err := c.store.Mark(ctx, marks, 2*c.ttl); err != nil {
 		return false
 	}
+	c.pending = nil
 	c.distrust.Store(false)
-	c.log.Info("cache flushed after an outage: in use again")
+	c.log.Info("cache markers raised after an outage: in use again", "markers", len(marks))
 	return false
 }
 
-// Run does the store's housekeeping (expired entries of the memory store) until ctx
-// ends.
+// Run does the housekeeping until ctx ends: expired entries of the memory store, and
+// markers left pending by an outage (a process that only writes, like the projector,
+// never reads, so it raises them here).
 func (c *Cache) Run(ctx context.Context) error {
 	if m, ok := c.store.(*Memory); ok {
 		return m.Run(ctx, 30*time.Second)
 	}
-	<-ctx.Done()
-	return nil
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			c.trusted(ctx)
+		}
+	}
 }

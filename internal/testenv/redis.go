@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,9 +60,17 @@ func (s *RedisServer) Start() {
 	}
 }
 
+// Pause freezes the server (SIGSTOP): clients time out, and its data stays, as in a
+// network partition. Resume thaws it.
+func (s *RedisServer) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume thaws a paused server (SIGCONT).
+func (s *RedisServer) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Stop stops the server and waits for it to exit.
 func (s *RedisServer) Stop() {
 	if s.cmd != nil && s.cmd.ProcessState == nil {
+		s.Resume()
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 	}

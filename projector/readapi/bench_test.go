@@ -229,8 +229,9 @@ func hitRateWhileWriting(b *testing.B, pool *pgxpool.Pool, paths []string, rc *r
 	kc := testenv.Kafka(b, 12)
 	s := newAPIServer(b, pool, cache.NewRedis(rc, prefix+"hr:"), prefix+"hr:")
 	ctx, cancel := context.WithCancel(context.Background())
-	stop := stack.Pipeline(b, ctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(),
-		readapi.NewRefresher(pool, s.c, readapi.Defaults().DefaultLimit, readapi.Defaults().RefreshMax, logging.Discard()).Hook())
+	refresher := readapi.NewRefresher(pool, s.c, readapi.Defaults().DefaultLimit, readapi.Defaults().RefreshMax, logging.Discard())
+	go func() { _ = refresher.Run(ctx) }()
+	stop := stack.Pipeline(b, ctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), refresher.Hook())
 	defer func() { cancel(); stop() }()
 	hook := stack.Webhook(b, kc)
 	// Warm the cache, then read while the loadgen writes to the same 10,000 conversations.

@@ -44,19 +44,43 @@ type Refresher struct {
 	limit int
 	max   int
 	log   *slog.Logger
+	queue chan projector.Touched
 }
 
 // NewRefresher reads through pool (the primary: it must see the commit), builds views of
 // limit items, and refreshes at most max conversations per batch (the rest are only
 // invalidated).
 func NewRefresher(pool *pgxpool.Pool, c *cache.Cache, limit, max int, log *slog.Logger) *Refresher {
-	return &Refresher{db: store{pool}, c: c, limit: limit, max: max, log: log}
+	return &Refresher{db: store{pool}, c: c, limit: limit, max: max, log: log, queue: make(chan projector.Touched, 64)}
 }
 
-// Hook is the projector hook: invalidate, then refresh.
+// Hook is the projector hook: it raises the markers at once (in the commit's path) and
+// queues the refresh for Run, so rebuilding views never holds the projector back. When
+// the queue is full the refresh is skipped: the entries are invalidated all the same.
 func (r *Refresher) Hook() projector.Hook {
 	return func(ctx context.Context, t projector.Touched) {
 		r.c.Invalidate(ctx, marks(r.c.Keys(), t))
+		select {
+		case r.queue <- t:
+		default:
+		}
+	}
+}
+
+// Run rebuilds the queued views until ctx ends.
+func (r *Refresher) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-r.queue:
+			r.refresh(ctx, t)
+		}
+	}
+}
+
+func (r *Refresher) refresh(ctx context.Context, t projector.Touched) {
+	{
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		k := r.c.Keys()
