@@ -267,3 +267,31 @@ func requestsBy(reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+// BenchmarkHitInProcess is one cache hit through the handler, in process (no network):
+// what a hit costs the server.
+func BenchmarkHitInProcess(b *testing.B) {
+	pool, _ := testenv.Postgres(b)
+	seedConversations(b, pool)
+	c := cache.New(cache.NewMemory(100_000), cache.Defaults(), prometheus.NewRegistry(), logging.Discard())
+	cfg := readapi.Defaults()
+	cfg.Tokens = []string{token}
+	api, err := readapi.New(cfg, pool, c, prometheus.NewRegistry(), logging.Discard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	path := "/v1/pages/" + loadgen.PageID(0) + "/conversations/" + loadgen.PSID(0, 0)
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	mux.ServeHTTP(httptest.NewRecorder(), req) // warm
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		if rec.Code != 200 || rec.Header().Get("X-Cache") != "hit" {
+			b.Fatalf("GET = %d %s", rec.Code, rec.Header().Get("X-Cache"))
+		}
+	}
+}
