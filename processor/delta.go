@@ -1,6 +1,8 @@
 package processor
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"sort"
 	"time"
@@ -77,6 +79,9 @@ type MessageDelta struct {
 	Direction     string          `json:"direction,omitempty"`
 	SentAt        time.Time       `json:"sent_at,omitzero"`
 	Attachments   json.RawMessage `json:"attachments,omitempty"`
+	// AttachmentsKey orders two attachment lists of one source (a Graph re-fetch signs
+	// its URLs anew): the greater key wins, whatever the order. AttachmentsKeyOf.
+	AttachmentsKey string `json:"attachments_key,omitempty"`
 	AppID         string          `json:"app_id,omitempty"`
 	ReplyToMID    string          `json:"reply_to_mid,omitempty"`
 	// Text is the effective text: the text of the highest edit when EditCount > 0, else
@@ -240,10 +245,20 @@ func (p *pageAcc) content(m schemas.Message, source int) {
 	}
 	MergeMessage(c.msg(m.MID), MessageDelta{
 		MID: m.MID, ContentSource: source, Direction: string(m.Direction), SentAt: m.SentAt.UTC(),
-		Attachments: atts, AppID: m.AppID, ReplyToMID: m.ReplyToMID, Text: m.Text,
+		Attachments: atts, AttachmentsKey: AttachmentsKeyOf(atts), AppID: m.AppID, ReplyToMID: m.ReplyToMID, Text: m.Text,
 	})
 	MergeConversation(&c.c, ConversationDelta{PSID: m.PSID, LastAt: m.SentAt.UTC(), LastMID: m.MID,
 		LastDirection: string(m.Direction), LastOutboundAt: outboundAt(m)})
+}
+
+// AttachmentsKeyOf is the tie-break key of an attachment list: the hex SHA-256 of its
+// JSON as the fold writes it; empty for none.
+func AttachmentsKeyOf(atts json.RawMessage) string {
+	if len(atts) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(atts)
+	return hex.EncodeToString(sum[:])
 }
 
 func outboundAt(m schemas.Message) time.Time {
@@ -304,13 +319,13 @@ func MergeMessage(a *MessageDelta, b MessageDelta) {
 	a.EditCount = max(a.EditCount, b.EditCount)
 	switch {
 	case b.ContentSource > a.ContentSource:
-		a.ContentSource, a.Direction, a.SentAt, a.Attachments, a.AppID, a.ReplyToMID =
-			b.ContentSource, b.Direction, b.SentAt, b.Attachments, b.AppID, b.ReplyToMID
+		a.ContentSource, a.Direction, a.SentAt, a.Attachments, a.AttachmentsKey, a.AppID, a.ReplyToMID =
+			b.ContentSource, b.Direction, b.SentAt, b.Attachments, b.AttachmentsKey, b.AppID, b.ReplyToMID
 	case b.ContentSource == a.ContentSource && b.ContentSource > SourceNone:
 		a.Direction = maxString(a.Direction, b.Direction)
 		a.SentAt = maxTime(a.SentAt, b.SentAt)
-		if len(a.Attachments) == 0 {
-			a.Attachments = b.Attachments
+		if b.AttachmentsKey > a.AttachmentsKey {
+			a.Attachments, a.AttachmentsKey = b.Attachments, b.AttachmentsKey
 		}
 		a.AppID = maxString(a.AppID, b.AppID)
 		a.ReplyToMID = maxString(a.ReplyToMID, b.ReplyToMID)

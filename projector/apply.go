@@ -161,7 +161,7 @@ func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 	}{
 		{"tmp_pages", pageCols, rows.pages},
 		{"tmp_conversations", convCols, rows.convs},
-		{"tmp_messages", msgCols, rows.msgs},
+		{"tmp_messages_v2", msgCols, rows.msgs},
 		{"tmp_events", eventCols, rows.events},
 	} {
 		if len(c.rows) == 0 {
@@ -263,7 +263,7 @@ type rowSet struct {
 var (
 	pageCols  = []string{"page_id", "name", "name_at", "last_synced_at"}
 	convCols  = []string{"page_id", "psid", "thread_id", "participant_name", "participant_name_at", "snapshot_at", "snapshot_message_count", "snapshot_unread_count", "snapshot_snippet", "read_watermark", "delivery_watermark", "last_message_at", "last_message_mid", "last_message_direction", "last_outbound_at"}
-	msgCols   = []string{"page_id", "mid", "psid", "direction", "text", "attachments", "reactions", "edit_count", "content_source", "sent_at", "app_id", "reply_to_mid"}
+	msgCols   = []string{"page_id", "mid", "psid", "direction", "text", "attachments", "attachments_key", "reactions", "edit_count", "content_source", "sent_at", "app_id", "reply_to_mid"}
 	eventCols = []string{"page_id", "event_id", "psid", "type", "occurred_at", "data"}
 )
 
@@ -354,7 +354,7 @@ func coalesce(deltas []processor.Delta) rowSet {
 			reactions, _ = json.Marshal(m.Reactions) // plain structs: cannot fail
 		}
 		rs.msgs = append(rs.msgs, []any{k.page, k.mid, msgPSID[k], nullString(m.Direction), nullString(m.Text),
-			jsonText(atts), jsonText(reactions), int32(m.EditCount), int16(m.ContentSource), nullTime(m.SentAt),
+			jsonText(atts), nullString(m.AttachmentsKey), jsonText(reactions), int32(m.EditCount), int16(m.ContentSource), nullTime(m.SentAt),
 			nullString(m.AppID), nullString(m.ReplyToMID)})
 	}
 	ek := make([][2]string, 0, len(events))

@@ -22,8 +22,9 @@
 //	facebook_pages.name            the page-synced name with the latest time
 //	facebook_pages.last_synced_at  running maximum of page-synced times
 //	messages.direction, sent_at,   from the best source that saw the message (webhook over
-//	  attachments, app_id,         Graph backfill); a message row may exist before its
-//	  reply_to_mid                 content (an edit or reaction first), with these empty
+//	  attachments, app_id,         Graph backfill), then the greater attachments_key; a
+//	  reply_to_mid                 message row may exist before its content (an edit or
+//	                               reaction first), with these empty
 //	messages.text                  the text of the highest edit (num_edit) if any, else the
 //	                               content's
 //	messages.edit_count            maximum num_edit

@@ -10,6 +10,8 @@ package projector
 // transaction-mode pooler too, and ON COMMIT DELETE ROWS empties them at every commit,
 // so nothing outlives the transaction that wrote it. (ON COMMIT DROP would create and
 // drop five tables per batch: catalog writes that cost more than the merge itself.)
+// A staging table whose columns change gets a new name (tmp_messages_v2): behind a
+// pooler, a session may still hold the old shape from an older binary.
 const createTemp = `
 CREATE TEMP TABLE IF NOT EXISTS tmp_pages (page_id text, name text, name_at timestamptz, last_synced_at timestamptz) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_conversations (page_id text, psid text, thread_id text, participant_name text,
@@ -17,9 +19,9 @@ CREATE TEMP TABLE IF NOT EXISTS tmp_conversations (page_id text, psid text, thre
     snapshot_unread_count integer, snapshot_snippet text, read_watermark timestamptz,
     delivery_watermark timestamptz, last_message_at timestamptz, last_message_mid text,
     last_message_direction text, last_outbound_at timestamptz) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_messages (page_id text, mid text, psid text, direction text, text text,
-    attachments jsonb, reactions jsonb, edit_count integer, content_source smallint, sent_at timestamptz,
-    app_id text, reply_to_mid text) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_messages_v2 (page_id text, mid text, psid text, direction text, text text,
+    attachments jsonb, attachments_key text, reactions jsonb, edit_count integer, content_source smallint,
+    sent_at timestamptz, app_id text, reply_to_mid text) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_events (page_id text, event_id text, psid text, type text, occurred_at timestamptz,
     data jsonb) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_counts (page_id text, psid text, new_content integer) ON COMMIT DELETE ROWS`
@@ -47,13 +49,13 @@ RETURNING page_id, version`
 const mergeMessages = `
 WITH prior AS (
     SELECT m.page_id, m.mid, m.content_source
-    FROM messages m JOIN tmp_messages t ON m.page_id = t.page_id AND m.mid = t.mid
+    FROM messages m JOIN tmp_messages_v2 t ON m.page_id = t.page_id AND m.mid = t.mid
 ), up AS (
-    INSERT INTO messages AS m (page_id, mid, psid, direction, text, attachments, reactions, edit_count,
-        content_source, sent_at, app_id, reply_to_mid, version, updated_at)
-    SELECT page_id, mid, psid, direction, text, attachments, reactions, edit_count,
+    INSERT INTO messages AS m (page_id, mid, psid, direction, text, attachments, attachments_key, reactions,
+        edit_count, content_source, sent_at, app_id, reply_to_mid, version, updated_at)
+    SELECT page_id, mid, psid, direction, text, attachments, attachments_key, reactions, edit_count,
         content_source, sent_at, app_id, reply_to_mid, $1, now()
-    FROM tmp_messages
+    FROM tmp_messages_v2
     ON CONFLICT (page_id, mid) DO UPDATE SET
         text = CASE
             WHEN excluded.edit_count > m.edit_count THEN excluded.text
@@ -76,8 +78,15 @@ WITH prior AS (
         attachments = CASE
             WHEN excluded.content_source > m.content_source THEN excluded.attachments
             WHEN excluded.content_source = m.content_source AND excluded.content_source > 0
-                 AND m.attachments = '[]'::jsonb THEN excluded.attachments
+                 AND coalesce(excluded.attachments_key, '') COLLATE "C" > coalesce(m.attachments_key, '') COLLATE "C"
+                THEN excluded.attachments
             ELSE m.attachments END,
+        attachments_key = CASE
+            WHEN excluded.content_source > m.content_source THEN excluded.attachments_key
+            WHEN excluded.content_source = m.content_source AND excluded.content_source > 0
+                 AND coalesce(excluded.attachments_key, '') COLLATE "C" > coalesce(m.attachments_key, '') COLLATE "C"
+                THEN excluded.attachments_key
+            ELSE m.attachments_key END,
         app_id = CASE
             WHEN excluded.content_source > m.content_source THEN excluded.app_id
             WHEN excluded.content_source = m.content_source AND excluded.content_source > 0

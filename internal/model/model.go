@@ -13,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/convsync/convsync/processor"
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/schemas"
 )
@@ -81,6 +82,13 @@ func History(seed uint64, cfg Config) ([]Event, error) {
 			}
 			if graph {
 				data = append(data, schemas.MessageObserved(m))
+				if len(m.Attachments) > 0 && rng.IntN(2) == 0 {
+					// A second backfill re-signs the attachment URLs: same message, same
+					// source, other attachments.
+					again := m
+					again.Attachments = []schemas.Attachment{{Type: "image", URL: m.Attachments[0].URL + "?sig=2"}}
+					data = append(data, schemas.MessageObserved(again))
+				}
 			}
 		case r < 42:
 			data = append(data, schemas.Delivery{PageID: p, PSID: psid, Watermark: tick()})
@@ -174,17 +182,19 @@ func Reference(events []Event) projector.Rows {
 		return m
 	}
 	for _, e := range events {
-		if seen[e.Env.ID] {
-			continue // a duplicate says nothing new
+		// A redelivery is the same record; two observations of one fact may differ (a
+		// re-signed URL) and share the event id, so only identical records are duplicates.
+		if seen[string(e.Raw)] {
+			continue
 		}
-		seen[e.Env.ID] = true
+		seen[string(e.Raw)] = true
 		p := e.Data.EventPageID()
 		if pages[p] == nil {
 			pages[p] = &projector.PageRow{PageID: p}
 		}
 		content := func(m schemas.Message, source int) {
 			x := getMsg(p, m.MID, m.PSID)
-			if source > x.source {
+			if source > x.source || source == x.source && attKey(m) > attKey(*x.content) {
 				x.source, x.content = source, &m
 			}
 		}
@@ -381,6 +391,16 @@ func Reference(events []Event) projector.Rows {
 		out.Events = append(out.Events, projector.EventRow{PageID: k[0], EventID: k[1], Type: others[k]})
 	}
 	return out
+}
+
+// attKey is the tie-break of two attachment lists of one source: the greater hash of
+// their JSON wins (processor.AttachmentsKeyOf).
+func attKey(m schemas.Message) string {
+	if len(m.Attachments) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(m.Attachments)
+	return processor.AttachmentsKeyOf(b)
 }
 
 func snapLess(a, b schemas.ConversationObserved) bool {
