@@ -82,8 +82,8 @@ type MessageDelta struct {
 	// AttachmentsKey orders two attachment lists of one source (a Graph re-fetch signs
 	// its URLs anew): the greater key wins, whatever the order. AttachmentsKeyOf.
 	AttachmentsKey string `json:"attachments_key,omitempty"`
-	AppID         string          `json:"app_id,omitempty"`
-	ReplyToMID    string          `json:"reply_to_mid,omitempty"`
+	AppID          string `json:"app_id,omitempty"`
+	ReplyToMID     string `json:"reply_to_mid,omitempty"`
 	// Text is the effective text: the text of the highest edit when EditCount > 0, else
 	// the content's.
 	Text      string `json:"text,omitempty"`
