@@ -25,16 +25,17 @@ func commands() map[string]command {
 		return func(ctx context.Context, args []string) error { return runRoles(ctx, name, args, roles...) }
 	}
 	return map[string]command{
-		"all":     {"run every role in one process", roleCmd("all", allRoles()...)},
-		"ingest":  {"receive Meta webhooks and append them to the event log", roleCmd("ingest", ingestRole)},
-		"process": {"fold events into per-page deltas (Kafka transactions)", roleCmd("process", processRole)},
-		"project": {"merge deltas into the Postgres read model", roleCmd("project", projectRole)},
-		"api":     {"serve the read API (cache-aside over Postgres)", roleCmd("api", apiRole)},
-		"migrate": {"apply database migrations and create Kafka topics; `migrate status` lists them", runMigrate},
-		"dlq":     {"list dead letters with their reasons (dlq list), or send chosen ones back (dlq requeue)", runDLQ},
-		"replay":  {"rebuild the read model from the event log into fresh tables, then swap them in", runReplay},
-		"loadgen": {"send realistic signed webhooks at a target rate and report latency", runLoadgen},
-		"version": {"print the version", func(context.Context, []string) error { fmt.Println(version); return nil }},
+		"all":      {"run every role in one process", roleCmd("all", allRoles()...)},
+		"ingest":   {"receive Meta webhooks and append them to the event log", roleCmd("ingest", ingestRole)},
+		"process":  {"fold events into per-page deltas (Kafka transactions)", roleCmd("process", processRole)},
+		"project":  {"merge deltas into the Postgres read model", roleCmd("project", projectRole)},
+		"api":      {"serve the read API (cache-aside over Postgres)", roleCmd("api", apiRole)},
+		"migrate":  {"apply database migrations and create Kafka topics; `migrate status` lists them", runMigrate},
+		"dlq":      {"list dead letters with their reasons (dlq list), or send chosen ones back (dlq requeue)", runDLQ},
+		"graphsim": {"serve the Graph API simulator (tests, benchmarks, demo)", runGraphsim},
+		"replay":   {"rebuild the read model from the event log into fresh tables, then swap them in", runReplay},
+		"loadgen":  {"send realistic signed webhooks at a target rate and report latency", runLoadgen},
+		"version":  {"print the version", func(context.Context, []string) error { fmt.Println(version); return nil }},
 	}
 }
 

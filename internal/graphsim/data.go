@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/convsync/convsync/internal/loadgen"
@@ -111,6 +112,12 @@ func (c *conv) snippet() string {
 
 // newest returns the message j places from the newest (0 = newest).
 func (c *conv) newest(j int) *Message { return &c.msgs[len(c.msgs)-1-j] }
+
+// msgKey orders messages newest first; equal times put the later-added (higher n) first.
+func msgKey(m *Message) cursorKey {
+	n, _ := strconv.Atoi(m.ID[strings.LastIndexByte(m.ID, '_')+1:])
+	return cursorKey{t: m.CreatedTime.Unix(), id: fmt.Sprintf("%010d", 1_000_000_000-n)}
+}
 
 func (c *conv) export() Conversation {
 	return Conversation{ID: c.id, PageID: c.page.ID, User: c.user, UpdatedTime: c.updated(),

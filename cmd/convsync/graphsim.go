@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/convsync/convsync/internal/graphsim"
+)
+
+// runGraphsim serves the Graph API simulator until interrupted.
+func runGraphsim(ctx context.Context, args []string) error {
+	cfg := graphsim.DefaultConfig()
+	addr := "127.0.0.1:8090"
+	var seed int64 = int64(cfg.Seed)
+	fs := flag.NewFlagSet("convsync graphsim", flag.ContinueOnError)
+	fs.StringVar(&addr, "addr", addr, "listen address (loopback by default)")
+	fs.IntVar(&cfg.Pages, "pages", cfg.Pages, "Facebook Pages")
+	fs.IntVar(&cfg.Conversations, "conversations", cfg.Conversations, "conversations per page")
+	fs.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages per conversation")
+	fs.Int64Var(&seed, "seed", seed, "seed of the data set (same seed, same data)")
+	fs.StringVar(&cfg.Version, "version", cfg.Version, "Graph API version in paths")
+	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every request")
+	fs.Float64Var(&cfg.PerPageRate, "page-rate", 0, "calls per second per page token (Meta: 2 for conversations); 0 unlimited")
+	fs.IntVar(&cfg.FailEvery, "fail-every", 0, "fail every nth call with code 2 (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Seed = uint64(seed)
+	sim, err := graphsim.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log.Info("graph api simulator", "url", "http://"+ln.Addr().String()+"/"+sim.Version()+"/",
+		"pages", cfg.Pages, "conversations", cfg.Conversations, "messages", cfg.Messages)
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
