@@ -1,0 +1,345 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Graph's time layout: an offset without a colon, which time.RFC3339 rejects.
+const timeLayout = "2006-01-02T15:04:05-0700"
+
+// Default field lists.
+var (
+	ConversationFields = []string{"id", "updated_time", "message_count", "unread_count", "snippet", "participants"}
+	MessageFields      = []string{"id", "created_time", "from", "to", "message", "attachments"}
+	accountFields      = "id,name,category,access_token,tasks"
+)
+
+// Party is a participant, sender or recipient: a PSID or a Page.
+type Party struct {
+	ID    string
+	Name  string
+	Email string
+}
+
+// Conversation is one thread of a Page's conversations listing.
+type Conversation struct {
+	ID           string // t_…
+	UpdatedTime  time.Time
+	MessageCount int
+	UnreadCount  int
+	Snippet      string
+	Participants []Party
+	Raw          json.RawMessage // as Graph sent it
+}
+
+// PSID returns the participant that is not the Page: the user of the thread.
+func (c Conversation) PSID(pageID string) (Party, bool) {
+	for _, p := range c.Participants {
+		if p.ID != pageID {
+			return p, true
+		}
+	}
+	return Party{}, false
+}
+
+// Message is one message of a thread. Only a thread's 20 newest messages carry more
+// than ID and CreatedTime.
+type Message struct {
+	ID          string // m_…
+	CreatedTime time.Time
+	From        Party
+	To          []Party
+	Text        string
+	Attachments []Attachment
+	Raw         json.RawMessage
+}
+
+// Attachment is a message attachment; URLs expire.
+type Attachment struct {
+	ID         string
+	MimeType   string
+	Name       string
+	Size       int64
+	URL        string // image_data.url, video_data.url or file_url
+	PreviewURL string
+}
+
+// Account is a Page a user token manages, with its Page access token.
+type Account struct {
+	ID          string
+	Name        string
+	Category    string
+	AccessToken string
+	Tasks       []string
+}
+
+// LogValue leaves the access token out of logs.
+func (a Account) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("page_id", a.ID), slog.String("name", a.Name))
+}
+
+// Conversations lists a Page's Messenger threads, most recently updated first, following
+// paging.next until it is absent or a thread's updated_time is before since (zero: list
+// all). fields nil means ConversationFields; updated_time is always asked for. An error
+// is yielded last, wrapped with the Page id.
+func (c *Client) Conversations(ctx context.Context, pageID, token string, since time.Time, fields []string) iter.Seq2[Conversation, error] {
+	if fields == nil {
+		fields = ConversationFields
+	}
+	fs := strings.Join(fields, ",")
+	if !hasField(fields, "updated_time") {
+		fs += ",updated_time"
+	}
+	q := url.Values{"platform": {"messenger"}, "limit": {strconv.Itoa(c.cfg.PageSize)}, "fields": {fs}}
+	return listing(ctx, c, kindConversations, token, url.PathEscape(pageID)+"/conversations", q,
+		func(raw json.RawMessage) (Conversation, bool, error) {
+			v, err := decodeConversation(raw)
+			if err != nil {
+				return v, false, err
+			}
+			return v, since.IsZero() || !v.UpdatedTime.Before(since), nil
+		},
+		func(err error) error { return fmt.Errorf("list conversations of page %s: %w", pageID, err) })
+}
+
+// Messages lists a thread's messages newest first, limit per request (0: Graph's
+// default of 25), until the end; stop the loop to read fewer. fields nil means
+// MessageFields.
+func (c *Client) Messages(ctx context.Context, threadID, token string, limit int, fields []string) iter.Seq2[Message, error] {
+	if fields == nil {
+		fields = MessageFields
+	}
+	q := url.Values{"fields": {strings.Join(fields, ",")}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return listing(ctx, c, kindMessages, token, url.PathEscape(threadID)+"/messages", q,
+		func(raw json.RawMessage) (Message, bool, error) {
+			v, err := decodeMessage(raw)
+			return v, err == nil, err
+		},
+		func(err error) error { return fmt.Errorf("list messages of thread %s: %w", threadID, err) })
+}
+
+// Accounts lists the Pages of a user token (/me/accounts) with their Page tokens.
+func (c *Client) Accounts(ctx context.Context, userToken string) iter.Seq2[Account, error] {
+	q := url.Values{"fields": {accountFields}, "limit": {strconv.Itoa(c.cfg.PageSize)}}
+	return listing(ctx, c, kindAccounts, userToken, "me/accounts", q,
+		func(raw json.RawMessage) (Account, bool, error) {
+			var v struct {
+				ID          flexID `json:"id"`
+				Name        string `json:"name"`
+				Category    string `json:"category"`
+				AccessToken string `json:"access_token"`
+				Tasks       []string
+			}
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return Account{}, false, fmt.Errorf("decode account: %w", err)
+			}
+			return Account{ID: string(v.ID), Name: v.Name, Category: v.Category, AccessToken: v.AccessToken, Tasks: v.Tasks}, true, nil
+		},
+		func(err error) error { return fmt.Errorf("list accounts: %w", err) })
+}
+
+// listing walks a cursor-paged listing. decode turns an item into a T and says whether
+// to go on; an error ends the walk and is yielded, wrapped by wrap.
+func listing[T any](ctx context.Context, c *Client, kind, token, path string, q url.Values,
+	decode func(json.RawMessage) (T, bool, error), wrap func(error) error) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		for {
+			resp, err := c.call(ctx, request{kind: kind, method: http.MethodGet, path: path, query: q, token: token, calls: 1})
+			if err != nil {
+				yield(zero, wrap(err))
+				return
+			}
+			var p struct {
+				Data   []json.RawMessage `json:"data"`
+				Paging struct {
+					Next string `json:"next"`
+				} `json:"paging"`
+			}
+			if err := json.Unmarshal(resp.body, &p); err != nil {
+				yield(zero, wrap(fmt.Errorf("decode %s listing: %w", kind, err)))
+				return
+			}
+			for _, raw := range p.Data {
+				v, more, err := decode(raw)
+				if err != nil {
+					yield(zero, wrap(err))
+					return
+				}
+				if !more || !yield(v, nil) {
+					return
+				}
+			}
+			if p.Paging.Next == "" {
+				return
+			}
+			if path, q, err = nextPage(p.Paging.Next); err != nil {
+				yield(zero, wrap(err))
+				return
+			}
+		}
+	}
+}
+
+// nextPage turns a paging.next URL into a path under the version root and a query. The
+// link's host is dropped, so the token only ever goes to BaseURL, and so is any
+// access_token in the link: the token travels in a header.
+func nextPage(next string) (string, url.Values, error) {
+	u, err := url.Parse(next)
+	if err != nil {
+		return "", nil, fmt.Errorf("parse paging.next: %w", err)
+	}
+	path := strings.TrimLeft(u.EscapedPath(), "/")
+	if v, rest, ok := strings.Cut(path, "/"); ok && validVersion(v) {
+		path = rest
+	}
+	q := u.Query()
+	q.Del("access_token")
+	return path, q, nil
+}
+
+func hasField(fields []string, name string) bool {
+	for _, f := range fields {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// flexID is an id sent as a JSON string or number (spec section 0).
+type flexID string
+
+func (id *flexID) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		*id = flexID(n.String())
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("id %s: want a string or a number", b)
+	}
+	*id = flexID(s)
+	return nil
+}
+
+// graphTime is a Graph time: "2006-01-02T15:04:05-0700", RFC 3339, or Unix seconds
+// (date_format=U).
+type graphTime time.Time
+
+func (t *graphTime) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		sec, err := n.Int64()
+		if err != nil {
+			return fmt.Errorf("time %s: %w", b, err)
+		}
+		*t = graphTime(time.Unix(sec, 0).UTC())
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("time %s: want a string or a number", b)
+	}
+	v, err := time.Parse(timeLayout, s)
+	if err != nil {
+		if v, err = time.Parse(time.RFC3339, s); err != nil {
+			return fmt.Errorf("time %q: want the form %s", s, timeLayout)
+		}
+	}
+	*t = graphTime(v.UTC())
+	return nil
+}
+
+type wireParty struct {
+	ID    flexID `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+func parties(ps []wireParty) []Party {
+	out := make([]Party, len(ps))
+	for i, p := range ps {
+		out[i] = Party{ID: string(p.ID), Name: p.Name, Email: p.Email}
+	}
+	return out
+}
+
+func decodeConversation(raw json.RawMessage) (Conversation, error) {
+	var v struct {
+		ID           flexID    `json:"id"`
+		UpdatedTime  graphTime `json:"updated_time"`
+		MessageCount int       `json:"message_count"`
+		UnreadCount  int       `json:"unread_count"`
+		Snippet      string    `json:"snippet"`
+		Participants struct {
+			Data []wireParty `json:"data"`
+		} `json:"participants"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return Conversation{}, fmt.Errorf("decode conversation: %w", err)
+	}
+	return Conversation{ID: string(v.ID), UpdatedTime: time.Time(v.UpdatedTime), MessageCount: v.MessageCount,
+		UnreadCount: v.UnreadCount, Snippet: v.Snippet, Participants: parties(v.Participants.Data), Raw: raw}, nil
+}
+
+func decodeMessage(raw json.RawMessage) (Message, error) {
+	var v struct {
+		ID          flexID    `json:"id"`
+		CreatedTime graphTime `json:"created_time"`
+		From        wireParty `json:"from"`
+		To          struct {
+			Data []wireParty `json:"data"`
+		} `json:"to"`
+		Message     string `json:"message"`
+		Attachments struct {
+			Data []struct {
+				ID        flexID `json:"id"`
+				MimeType  string `json:"mime_type"`
+				Name      string `json:"name"`
+				Size      int64  `json:"size"`
+				FileURL   string `json:"file_url"`
+				ImageData struct {
+					URL        string `json:"url"`
+					PreviewURL string `json:"preview_url"`
+				} `json:"image_data"`
+				VideoData struct {
+					URL        string `json:"url"`
+					PreviewURL string `json:"preview_url"`
+				} `json:"video_data"`
+			} `json:"data"`
+		} `json:"attachments"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return Message{}, fmt.Errorf("decode message: %w", err)
+	}
+	m := Message{ID: string(v.ID), CreatedTime: time.Time(v.CreatedTime), Text: v.Message, To: parties(v.To.Data), Raw: raw}
+	if v.From.ID != "" {
+		m.From = parties([]wireParty{v.From})[0]
+	}
+	for _, a := range v.Attachments.Data {
+		at := Attachment{ID: string(a.ID), MimeType: a.MimeType, Name: a.Name, Size: a.Size,
+			URL: a.ImageData.URL, PreviewURL: a.ImageData.PreviewURL}
+		if at.URL == "" {
+			at.URL, at.PreviewURL = a.VideoData.URL, a.VideoData.PreviewURL
+		}
+		if at.URL == "" {
+			at.URL = a.FileURL
+		}
+		m.Attachments = append(m.Attachments, at)
+	}
+	return m, nil
+}
