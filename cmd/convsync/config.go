@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/convsync/convsync/ingest"
+	"github.com/convsync/convsync/ingest/graph"
 	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/internal/config"
 	"github.com/convsync/convsync/internal/kafka"
@@ -28,6 +29,7 @@ type settings struct {
 	Cache     cache.Config
 	API       readapi.Config
 	Ingest    ingest.Config
+	Graph     graph.Config
 	Processor processor.Config
 	Projector projector.Config
 
@@ -43,6 +45,7 @@ func defaults() settings {
 		Cache:     cache.Defaults(),
 		API:       readapi.Defaults(),
 		Ingest:    ingest.Defaults(),
+		Graph:     graph.Defaults(),
 		Processor: processor.Defaults(),
 		Projector: projector.Defaults(),
 	}
@@ -76,6 +79,11 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 	b.Secret(&s.Ingest.AppSecret, "meta-app-secret", "app secret that signs webhooks (X-Hub-Signature-256)", "META_APP_SECRET")
 	b.Int64(&s.Ingest.MaxBodyBytes, "webhook-max-body-bytes", "largest webhook body accepted; larger gets 413", "WEBHOOK_MAX_BODY_BYTES")
 	b.Duration(&s.Ingest.ProduceTimeout, "webhook-produce-timeout", "how long a webhook waits for Kafka before answering 503", "WEBHOOK_PRODUCE_TIMEOUT")
+
+	b.String(&s.Graph.BaseURL, "graph-api-url", "Graph API base URL (scheme and host; the simulator's in tests)", "GRAPH_API_URL")
+	b.String(&s.Graph.Version, "graph-api-version", "Graph API version in paths", "GRAPH_API_VERSION")
+	b.Float64(&s.Graph.PageRate, "graph-api-page-rate", "Graph calls per second per page token (Meta allows about 2)", "GRAPH_API_PAGE_RATE")
+	b.Int(&s.Graph.MaxConcurrency, "graph-api-max-concurrency", "Graph HTTP requests in flight at most", "GRAPH_API_MAX_CONCURRENCY")
 
 	b.String(&s.Processor.Group, "processor-group", "consumer group of the processor", "PROCESSOR_GROUP")
 	b.String(&s.Processor.TransactionalID, "processor-transactional-id", "transactional id of this processor instance (unique per instance; default from group, host and pid)", "PROCESSOR_TRANSACTIONAL_ID")

@@ -33,6 +33,7 @@ func commands() map[string]command {
 		"migrate":  {"apply database migrations and create Kafka topics; `migrate status` lists them", runMigrate},
 		"dlq":      {"list dead letters with their reasons (dlq list), or send chosen ones back (dlq requeue)", runDLQ},
 		"graphsim": {"serve the Graph API simulator (tests, benchmarks, demo)", runGraphsim},
+		"pages":    {"pages import --user-token T: store the Pages a user manages, with their tokens", runPages},
 		"replay":   {"rebuild the read model from the event log into fresh tables, then swap them in", runReplay},
 		"loadgen":  {"send realistic signed webhooks at a target rate and report latency", runLoadgen},
 		"version":  {"print the version", func(context.Context, []string) error { fmt.Println(version); return nil }},

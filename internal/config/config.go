@@ -119,6 +119,19 @@ func (b *Binder) Duration(dst *time.Duration, name, help string, envs ...string)
 	b.fs.DurationVar(dst, name, *dst, usage(help, envs))
 }
 
+// Float64 binds a float64.
+func (b *Binder) Float64(dst *float64, name, help string, envs ...string) {
+	if v, n, ok := b.env(envs); ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			b.errs = append(b.errs, fmt.Errorf("%s=%q is not a number", n, v))
+		} else {
+			*dst = f
+		}
+	}
+	b.fs.Float64Var(dst, name, *dst, usage(help, envs))
+}
+
 // Bool binds a boolean.
 func (b *Binder) Bool(dst *bool, name, help string, envs ...string) {
 	if v, n, ok := b.env(envs); ok {
