@@ -1,0 +1,198 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/convsync/convsync/ingest/graph"
+	"github.com/convsync/convsync/schemas"
+)
+
+// chunkThreads is how many threads are gathered before their names are looked up and
+// their records appended: one Profiles batch and one Append per chunk.
+const chunkThreads = 50
+
+// thread is a conversation read from Graph with its newest messages.
+type thread struct {
+	conv graph.Conversation
+	psid graph.Party
+	msgs []graph.Message
+}
+
+type pageResult struct {
+	conversations, messages int
+}
+
+// page backfills one Page: its threads updated since last_synced_at in chunks, then a
+// PageSynced once every chunk is acknowledged.
+func (j *Job) page(ctx context.Context, p pageRow, start time.Time) (pageResult, error) {
+	var res pageResult
+	var since time.Time
+	if !j.cfg.Full && p.lastSynced != nil {
+		since = p.lastSynced.Add(-overlap)
+	}
+	name := p.name
+	fields := append(slices.Clone(graph.ConversationFields),
+		"messages.limit("+strconv.Itoa(j.cfg.Messages)+"){"+strings.Join(graph.MessageFields, ",")+"}")
+
+	var chunk []thread
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		c, m, err := j.flush(ctx, p, chunk, start)
+		res.conversations += c
+		res.messages += m
+		chunk = chunk[:0]
+		return err
+	}
+	for conv, err := range j.gc.Conversations(ctx, p.id, p.token, since, fields) {
+		if err != nil {
+			return res, err
+		}
+		for _, pt := range conv.Participants {
+			if pt.ID == p.id && pt.Name != "" {
+				name = pt.Name
+			}
+		}
+		user, ok := conv.PSID(p.id)
+		if !ok {
+			j.log.WarnContext(ctx, "thread without a user skipped", "page_id", p.id, "thread_id", conv.ID)
+			continue
+		}
+		msgs, expanded, err := expandedMessages(conv.Raw)
+		if err != nil {
+			return res, fmt.Errorf("read messages of thread %s of page %s: %w", conv.ID, p.id, err)
+		}
+		if !expanded { // Graph left the expansion out: ask for the edge
+			if msgs, err = j.messages(ctx, conv.ID, p.token); err != nil {
+				return res, err
+			}
+		}
+		if len(msgs) > j.cfg.Messages {
+			msgs = msgs[:j.cfg.Messages]
+		}
+		chunk = append(chunk, thread{conv: conv, psid: user, msgs: msgs})
+		if len(chunk) >= chunkThreads {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	rec, err := j.record(schemas.PageSynced{PageID: p.id, Name: name, SyncedAt: start})
+	if err != nil {
+		return res, err
+	}
+	if err := j.app.Append(ctx, []*kgo.Record{rec}); err != nil {
+		return res, fmt.Errorf("append page synced of page %s: %w", p.id, err)
+	}
+	j.metrics.events.WithLabelValues("page_synced").Inc()
+	return res, nil
+}
+
+// messages reads a thread's newest messages through its messages edge.
+func (j *Job) messages(ctx context.Context, threadID, token string) ([]graph.Message, error) {
+	var out []graph.Message
+	for m, err := range j.gc.Messages(ctx, threadID, token, j.cfg.Messages, nil) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+		if len(out) == j.cfg.Messages {
+			break
+		}
+	}
+	return out, nil
+}
+
+// flush resolves the names Graph left out of the participants, then appends the chunk's
+// conversations and messages in one Append.
+func (j *Job) flush(ctx context.Context, p pageRow, chunk []thread, start time.Time) (convs, msgs int, err error) {
+	var unnamed []string
+	for _, t := range chunk {
+		if t.psid.Name == "" {
+			unnamed = append(unnamed, t.psid.ID)
+		}
+	}
+	var names map[string]string
+	if len(unnamed) > 0 {
+		names, err = j.gc.Profiles(ctx, p.token, unnamed)
+		if err != nil {
+			if graph.IsTokenError(err) {
+				return 0, 0, fmt.Errorf("look up names of page %s: %w", p.id, err)
+			}
+			// A name is a nicety: the thread goes without it.
+			j.log.WarnContext(ctx, "some user names not found", "page_id", p.id, "error", err)
+		}
+	}
+	var recs []*kgo.Record
+	for _, t := range chunk {
+		pname := t.psid.Name
+		if pname == "" {
+			pname = names[t.psid.ID]
+		}
+		rec, err := j.record(schemas.ConversationObserved{
+			PageID: p.id, PSID: t.psid.ID, ThreadID: t.conv.ID, ParticipantName: pname,
+			Snippet: t.conv.Snippet, UpdatedTime: t.conv.UpdatedTime, MessageCount: t.conv.MessageCount,
+			UnreadCount: t.conv.UnreadCount, ObservedAt: start,
+		})
+		if err != nil {
+			return 0, 0, err
+		}
+		recs = append(recs, rec)
+		for _, m := range t.msgs {
+			rec, err := j.record(observed(p.id, t.psid.ID, m))
+			if err != nil {
+				return 0, 0, err
+			}
+			recs = append(recs, rec)
+		}
+		msgs += len(t.msgs)
+	}
+	if err := j.app.Append(ctx, recs); err != nil {
+		return 0, 0, fmt.Errorf("append %d records of page %s: %w", len(recs), p.id, err)
+	}
+	j.metrics.events.WithLabelValues("conversation").Add(float64(len(chunk)))
+	j.metrics.events.WithLabelValues("message").Add(float64(msgs))
+	return len(chunk), msgs, nil
+}
+
+// observed maps a Graph message of a thread between pageID and psid.
+func observed(pageID, psid string, m graph.Message) schemas.MessageObserved {
+	dir := schemas.Inbound
+	if m.From.ID == pageID {
+		dir = schemas.Outbound
+	}
+	out := schemas.MessageObserved{PageID: pageID, PSID: psid, MID: m.ID, Direction: dir, Text: m.Text, SentAt: m.CreatedTime}
+	for _, a := range m.Attachments {
+		out.Attachments = append(out.Attachments, attachment(a))
+	}
+	return out
+}
+
+// record encodes d as an events record keyed by its Page.
+func (j *Job) record(d schemas.Data) (*kgo.Record, error) {
+	b, env, err := schemas.Encode(schemas.SourceBackfill, j.now(), d)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s of page %s: %w", d.EventType(), d.EventPageID(), err)
+	}
+	return &kgo.Record{
+		Topic: j.topic,
+		Key:   []byte(env.PageID),
+		Value: b,
+		Headers: []kgo.RecordHeader{
+			{Key: "content-type", Value: []byte("application/cloudevents+json")},
+			{Key: "ce_type", Value: []byte(env.Type)},
+			{Key: "ce_id", Value: []byte(env.ID)},
+		},
+	}, nil
+}
