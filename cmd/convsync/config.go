@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/convsync/convsync/ingest"
+	"github.com/convsync/convsync/ingest/backfill"
 	"github.com/convsync/convsync/ingest/graph"
 	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/internal/config"
@@ -30,6 +31,7 @@ type settings struct {
 	API       readapi.Config
 	Ingest    ingest.Config
 	Graph     graph.Config
+	Backfill  backfill.Config
 	Processor processor.Config
 	Projector projector.Config
 
@@ -46,6 +48,7 @@ func defaults() settings {
 		API:       readapi.Defaults(),
 		Ingest:    ingest.Defaults(),
 		Graph:     graph.Defaults(),
+		Backfill:  backfill.Defaults(),
 		Processor: processor.Defaults(),
 		Projector: projector.Defaults(),
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 
 	"github.com/convsync/convsync/ingest"
+	"github.com/convsync/convsync/ingest/backfill"
 )
 
 var ingestRole = role{
-	name:     "ingest",
-	validate: []func(*settings) error{validateKafka, func(s *settings) error { return s.Ingest.Validate() }},
+	name: "ingest",
+	validate: []func(*settings) error{validateKafka, func(s *settings) error { return s.Ingest.Validate() },
+		func(s *settings) error { return s.Graph.Validate() }, func(s *settings) error { return s.Backfill.Validate() }},
 	start: func(ctx context.Context, a *app) error {
 		cl, err := a.kafkaClient("ingest", ingest.ProducerOpts()...)
 		if err != nil {
@@ -21,6 +23,15 @@ var ingestRole = role{
 		}
 		w.Register(a.srv)
 		a.srv.AddCheck("kafka", app.Ping)
+		// POST /api/conversations/sync-all runs the backfill; it needs API_TOKENS and a
+		// database, so it is mounted only when both are set.
+		if len(a.s.API.Tokens) > 0 && a.s.PG.URL != "" {
+			job, err := a.backfillJob(ctx)
+			if err != nil {
+				return err
+			}
+			a.srv.Handle("POST /api/conversations/sync-all", backfill.NewSyncAll(job, a.s.API.Tokens))
+		}
 		return nil
 	},
 }

@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"project":  {"merge deltas into the Postgres read model", roleCmd("project", projectRole)},
 		"api":      {"serve the read API (cache-aside over Postgres)", roleCmd("api", apiRole)},
 		"migrate":  {"apply database migrations and create Kafka topics; `migrate status` lists them", runMigrate},
+		"backfill": {"fetch history and missed messages from the Graph API into the event log (--all or --page ID)", runBackfill},
 		"dlq":      {"list dead letters with their reasons (dlq list), or send chosen ones back (dlq requeue)", runDLQ},
 		"graphsim": {"serve the Graph API simulator (tests, benchmarks, demo)", runGraphsim},
 		"pages":    {"pages import --user-token T: store the Pages a user manages, with their tokens", runPages},

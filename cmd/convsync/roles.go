@@ -36,6 +36,17 @@ type app struct {
 
 func (a *app) onClose(f func()) { a.closers = append(a.closers, f) }
 
+// close runs the closers in reverse order of creation.
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// nopRegistry is a registry for commands that serve no /metrics.
+func nopRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
 // role wires one role into the app: it builds its components and adds their Run to a.g.
 type role struct {
 	name     string
@@ -68,11 +79,7 @@ func runRoles(ctx context.Context, name string, args []string, roles ...role) er
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	a := &app{s: s, log: log, reg: reg, srv: srv, g: g}
-	defer func() {
-		for i := len(a.closers) - 1; i >= 0; i-- {
-			a.closers[i]()
-		}
-	}()
+	defer a.close()
 	for _, r := range roles {
 		if err := r.start(gctx, a); err != nil {
 			return fmt.Errorf("start %s: %w", r.name, err)

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/convsync/convsync/ingest"
+	"github.com/convsync/convsync/ingest/backfill"
+	"github.com/convsync/convsync/ingest/graph"
+	"github.com/convsync/convsync/internal/logging"
+	"github.com/convsync/convsync/internal/pg"
+)
+
+// runBackfill is `convsync backfill --all | --page ID ... [--full]`: Graph API history and
+// what webhooks missed, appended to the event log.
+func runBackfill(ctx context.Context, args []string) error {
+	s := defaults()
+	fs := flag.NewFlagSet("convsync backfill", flag.ContinueOnError)
+	b := bind(fs, &s)
+	var all bool
+	var pages []string
+	fs.BoolVar(&all, "all", false, "every page with a token in facebook_pages")
+	fs.Func("page", "a page id to backfill (repeatable)", func(v string) error { pages = append(pages, v); return nil })
+	b.Bool(&s.Backfill.Full, "full", "ignore last_synced_at: fetch every conversation", "BACKFILL_FULL")
+	b.Int(&s.Backfill.Concurrency, "concurrency", "pages backfilled in parallel", "BACKFILL_CONCURRENCY")
+	b.Int(&s.Backfill.Messages, "messages", "recent messages per conversation (at most 20: Graph gives no more)", "BACKFILL_MESSAGES")
+	if err := b.Err(); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if all == (len(pages) > 0) {
+		return errors.New("give --all or --page ID (repeatable), not both and not neither")
+	}
+	for _, v := range []func() error{s.PG.Validate, s.Kafka.Validate, s.Graph.Validate, s.Backfill.Validate} {
+		if err := v(); err != nil {
+			return fmt.Errorf("invalid configuration: %w", err)
+		}
+	}
+	log, err := logging.New(s.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	a := &app{s: &s, log: log, reg: nopRegistry()}
+	defer a.close()
+	job, err := a.backfillJob(ctx)
+	if err != nil {
+		return err
+	}
+	// The job reports each page and the summary (duration, pages, conversations,
+	// messages, Graph requests, throttling waits) on stderr; a failed page makes the exit
+	// status non-zero.
+	_, err = job.Run(ctx, pages, os.Stderr)
+	return err
+}
+
+// backfillJob builds the backfill job of the app: a Graph client, the primary pool and a
+// Kafka appender.
+func (a *app) backfillJob(ctx context.Context) (*backfill.Job, error) {
+	gc, err := graph.New(a.s.Graph, nil, a.reg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	pool := a.primary
+	if pool == nil {
+		if pool, err = pg.NewPool(ctx, a.s.PG, a.s.PG.URL); err != nil {
+			return nil, err
+		}
+		a.onClose(pool.Close)
+		a.primary = pool
+	}
+	cl, err := a.kafkaClient("backfill", ingest.ProducerOpts()...)
+	if err != nil {
+		return nil, err
+	}
+	return backfill.New(a.s.Backfill, gc, pool, ingest.NewKafkaAppender(cl), a.s.Kafka.EventsTopic, a.reg, a.log)
+}
