@@ -22,6 +22,8 @@ type APIError struct {
 	// RegainAfter is estimated_time_to_regain_access from the usage headers of a
 	// throttled answer; 0 when not given.
 	RegainAfter time.Duration
+	// RegainGiven says Meta gave estimated_time_to_regain_access, even as 0 minutes.
+	RegainGiven bool
 }
 
 func (e *APIError) Error() string {
@@ -102,7 +104,7 @@ func decodeError(status int, header http.Header, body []byte) *APIError {
 		e.Message = fmt.Sprintf("unexpected answer (%d bytes)", len(body))
 	}
 	if u, ok := parseUsage(header); ok {
-		e.RegainAfter = u.regain
+		e.RegainAfter, e.RegainGiven = u.regain, u.regainGiven
 	}
 	return e
 }

@@ -40,8 +40,11 @@ type Config struct {
 	MaxConcurrency int           // GRAPH_API_MAX_CONCURRENCY: HTTP requests in flight
 	MaxRetries     int           // GRAPH_API_MAX_RETRIES: retries of one call or batch operation
 	PageRate       float64       // GRAPH_API_PAGE_RATE: calls per second per token (Meta: 2 per Page)
-	PageBurst      int           // GRAPH_API_PAGE_BURST: calls the bucket holds
-	PageSize       int           // GRAPH_API_PAGE_SIZE: limit of conversations listings
+	// PageBurst (GRAPH_API_PAGE_BURST) is the calls the bucket holds. 1 spaces every call
+	// by 1/PageRate: with a larger burst, network jitter makes calls arrive closer than
+	// Meta allows, and a block (code 80001) costs far more (BenchmarkLoadBackfill).
+	PageBurst int
+	PageSize  int // GRAPH_API_PAGE_SIZE: limit of conversations listings
 	// BackoffBase and BackoffMax bound the retries of transient failures.
 	BackoffBase time.Duration // GRAPH_API_BACKOFF_BASE
 	BackoffMax  time.Duration // GRAPH_API_BACKOFF_MAX
@@ -60,7 +63,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		BaseURL: "https://graph.facebook.com", Version: "v21.0", Timeout: 30 * time.Second,
-		MaxConcurrency: 8, MaxRetries: 6, PageRate: 2, PageBurst: 2, PageSize: 25,
+		MaxConcurrency: 8, MaxRetries: 6, PageRate: 2, PageBurst: 1, PageSize: 25,
 		BackoffBase: 500 * time.Millisecond, BackoffMax: 30 * time.Second,
 		RateLimitBase: time.Minute, RateLimitMax: time.Hour,
 		UsageHigh: 80, UsagePause: 30 * time.Second, ProfileCacheSize: 100_000,

@@ -110,6 +110,9 @@ type usage struct {
 	app    float64       // X-App-Usage, highest percentage
 	scope  float64       // X-Business-Use-Case-Usage (or X-Page-Usage), highest percentage
 	regain time.Duration // estimated_time_to_regain_access, longest
+	// regainGiven says the header carried estimated_time_to_regain_access, even 0: a
+	// block shorter than a minute (Meta counts whole minutes).
+	regainGiven bool
 }
 
 type usagePct struct {
@@ -138,13 +141,16 @@ func parseUsage(h http.Header) (u usage, ok bool) {
 	if v := h.Get("X-Business-Use-Case-Usage"); v != "" {
 		var m map[string][]struct {
 			usagePct
-			Regain float64 `json:"estimated_time_to_regain_access"`
+			Regain *float64 `json:"estimated_time_to_regain_access"`
 		}
 		if json.Unmarshal([]byte(v), &m) == nil {
 			for _, entries := range m {
 				for _, e := range entries {
 					u.scope = max(u.scope, e.max())
-					u.regain = max(u.regain, time.Duration(e.Regain*float64(time.Minute)))
+					if e.Regain != nil {
+						u.regain = max(u.regain, time.Duration(*e.Regain*float64(time.Minute)))
+						u.regainGiven = true
+					}
 				}
 			}
 			ok = true
@@ -183,12 +189,16 @@ func (c *Client) slowDown(pct float64) time.Duration {
 }
 
 // rateLimited pauses the scope of a rate-limit answer: for estimated_time_to_regain_access
-// when given, else for an exponential backoff with jitter.
+// plus jitter when given (0 minutes: a per-second block, so up to a second), else for an
+// exponential backoff with jitter.
 func (c *Client) rateLimited(l *limiter, e *APIError, attempt int) time.Duration {
 	d := e.RegainAfter
-	if d > 0 {
+	switch {
+	case d > 0:
 		d += jitter(d / 10)
-	} else {
+	case e.RegainGiven:
+		d = time.Second/2 + jitter(time.Second/2)
+	default:
 		d = backoff(attempt, c.cfg.RateLimitBase, c.cfg.RateLimitMax)
 	}
 	if isAppScope(e.Code) {

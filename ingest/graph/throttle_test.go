@@ -95,7 +95,9 @@ func TestParseUsage(t *testing.T) {
 		{"none", nil, usage{}, false},
 		{"app", map[string]string{"X-App-Usage": `{"call_count":28,"total_cputime":25,"total_time":91}`}, usage{app: 91}, true},
 		{"buc with regain", map[string]string{"X-Business-Use-Case-Usage": `{"104400000000001":[{"type":"pages","call_count":97,"total_cputime":23,"total_time":23,"estimated_time_to_regain_access":3}]}`},
-			usage{scope: 97, regain: 3 * time.Minute}, true},
+			usage{scope: 97, regain: 3 * time.Minute, regainGiven: true}, true},
+		{"buc blocked for under a minute", map[string]string{"X-Business-Use-Case-Usage": `{"104400000000001":[{"type":"pages","call_count":100,"estimated_time_to_regain_access":0}]}`},
+			usage{scope: 100, regainGiven: true}, true},
 		{"garbage ignored", map[string]string{"X-App-Usage": `nope`}, usage{}, false},
 	}
 	for _, tt := range tests {

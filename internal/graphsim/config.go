@@ -27,6 +27,11 @@ type Config struct {
 	// bucket holds, default max(1, ceil(PerPageRate)).
 	PerPageRate  float64
 	PerPageBurst int
+	// HourlyBudget, when set, is the calls a Page may make per hour: the usage headers
+	// report the share of it used, as Meta's report shares of a rolling budget. Zero
+	// reports the share of the per-second bucket in use instead (usage rises as a page
+	// nears PerPageRate: for tests of slowing down before a block).
+	HourlyBudget int
 	// AppRate and AppBurst limit all calls of the app together (code 4); 0 means
 	// unlimited and no X-App-Usage header.
 	AppRate  float64

@@ -15,6 +15,21 @@ const usageFloor = 10
 type bucket struct {
 	tokens float64
 	last   time.Time
+	// hourStart and hourCalls count calls in the current hour, for usage headers
+	// against HourlyBudget.
+	hourStart time.Time
+	hourCalls int
+}
+
+// hourly counts one call in the bucket's current hour and returns its usage of budget
+// in percent (Meta's usage headers are shares of a rolling budget, not of the per-second
+// limit).
+func (b *bucket) hourly(now time.Time, budget int) int {
+	if now.Sub(b.hourStart) >= time.Hour {
+		b.hourStart, b.hourCalls = now, 0
+	}
+	b.hourCalls++
+	return min(100, b.hourCalls*100/budget)
 }
 
 // take spends one call. It reports whether the call may go ahead, the usage after it and,
@@ -92,6 +107,9 @@ func (s *Sim) admit(pageID string) (http.Header, *apiError) {
 	if !ok {
 		h.Set("X-Business-Use-Case-Usage", bucUsage(pageID, 100, regainMinutes(wait)))
 		return nil, errPageThrottled(h)
+	}
+	if s.cfg.HourlyBudget > 0 {
+		pct = b.hourly(now, s.cfg.HourlyBudget)
 	}
 	if pct >= usageFloor {
 		h.Set("X-Business-Use-Case-Usage", bucUsage(pageID, pct, 0))
