@@ -11,7 +11,6 @@ import (
 	"github.com/convsync/convsync/ingest/backfill"
 	"github.com/convsync/convsync/ingest/graph"
 	"github.com/convsync/convsync/internal/logging"
-	"github.com/convsync/convsync/internal/pg"
 )
 
 // runBackfill is `convsync backfill --all | --page ID ... [--full]`: Graph API history and
@@ -65,13 +64,9 @@ func (a *app) backfillJob(ctx context.Context) (*backfill.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool := a.primary
-	if pool == nil {
-		if pool, err = pg.NewPool(ctx, a.s.PG, a.s.PG.URL); err != nil {
-			return nil, err
-		}
-		a.onClose(pool.Close)
-		a.primary = pool
+	pool, err := a.primaryPool(ctx)
+	if err != nil {
+		return nil, err
 	}
 	cl, err := a.kafkaClient("backfill", ingest.ProducerOpts()...)
 	if err != nil {

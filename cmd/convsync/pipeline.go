@@ -24,7 +24,9 @@ func (a *app) primaryPool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	a.onClose(pool.Close)
 	a.reg.MustRegister(pg.NewCollector("primary", pool))
-	a.srv.AddCheck("postgres", pool.Ping)
+	if a.srv != nil {
+		a.srv.AddCheck("postgres", pool.Ping)
+	}
 	a.primary = pool
 	return pool, nil
 }
