@@ -78,6 +78,7 @@ func newFixture(t *testing.T, scfg graphsim.Config, pageSize int, cfg Config) *f
 	gcfg.BaseURL, gcfg.Version, gcfg.PageSize = srv.URL, sim.Version(), pageSize
 	gcfg.PageRate, gcfg.PageBurst = 10_000, 10_000
 	gcfg.MaxRetries, gcfg.BackoffBase, gcfg.BackoffMax = 2, time.Millisecond, 10*time.Millisecond
+	gcfg.UsagePause = 2 * time.Second // the slow-down at full usage, short for tests
 	reg := prometheus.NewRegistry()
 	gc, err := graph.New(gcfg, srv.Client(), reg, logging.Discard())
 	if err != nil {
@@ -396,5 +397,26 @@ func TestWebhookAndBackfillGiveNoDuplicates(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantM, gotM, sortKeys...); diff != "" {
 		t.Errorf("messages differ (-sim +read model):\n%s", diff)
+	}
+}
+
+// A rate-limit storm (every page blocked for a while) slows the job, but it completes with
+// every page and nothing failed.
+func TestRateLimitStormSlowsButCompletes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, graphsim.Config{Pages: 3, Conversations: 6, Messages: 3, Seed: 21}, 25, Defaults())
+	f.sim.Storm(1500 * time.Millisecond)
+	sum, err := f.job.Run(f.ctx, nil, nil)
+	if err != nil {
+		t.Fatalf("Run() during a storm = %v, want it to wait and complete", err)
+	}
+	if sum.Pages != 3 || len(sum.Failed) != 0 || sum.Conversations != 18 {
+		t.Errorf("Run() during a storm = %+v, want 3 pages and 18 conversations, none failed", sum)
+	}
+	if got := f.sim.Requests().Throttled; got == 0 {
+		t.Errorf("the simulator throttled %d calls, want the storm to have blocked some", got)
+	}
+	if sum.Duration < time.Second {
+		t.Errorf("Run() took %s during a 1.5s storm, want it slowed down", sum.Duration)
 	}
 }
