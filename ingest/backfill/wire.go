@@ -11,7 +11,6 @@ import (
 )
 
 // Graph's time layout: an offset without a colon, which time.RFC3339 rejects.
-const timeLayout = "2006-01-02T15:04:05-0700"
 
 // expandedMessages decodes the messages field expansion of a conversation as the graph
 // client keeps it raw; expanded is false when the field is absent.
@@ -38,26 +37,26 @@ func expandedMessages(raw json.RawMessage) (msgs []graph.Message, expanded bool,
 }
 
 type wireParty struct {
-	ID   flexID `json:"id"`
-	Name string `json:"name"`
+	ID   graph.ID `json:"id"`
+	Name string   `json:"name"`
 }
 
 func decodeMessage(raw json.RawMessage) (graph.Message, error) {
 	var v struct {
-		ID          flexID    `json:"id"`
-		CreatedTime graphTime `json:"created_time"`
-		From        wireParty `json:"from"`
+		ID          graph.ID   `json:"id"`
+		CreatedTime graph.Time `json:"created_time"`
+		From        wireParty  `json:"from"`
 		To          struct {
 			Data []wireParty `json:"data"`
 		} `json:"to"`
 		Message     string `json:"message"`
 		Attachments struct {
 			Data []struct {
-				ID        flexID `json:"id"`
-				MimeType  string `json:"mime_type"`
-				Name      string `json:"name"`
-				Size      int64  `json:"size"`
-				FileURL   string `json:"file_url"`
+				ID        graph.ID `json:"id"`
+				MimeType  string   `json:"mime_type"`
+				Name      string   `json:"name"`
+				Size      int64    `json:"size"`
+				FileURL   string   `json:"file_url"`
 				ImageData struct {
 					URL        string `json:"url"`
 					PreviewURL string `json:"preview_url"`
@@ -110,48 +109,4 @@ func attachment(a graph.Attachment) schemas.Attachment {
 		}
 	}
 	return out
-}
-
-// flexID is an id sent as a JSON string or number.
-type flexID string
-
-func (id *flexID) UnmarshalJSON(b []byte) error {
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		*id = flexID(n.String())
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("id %s: want a string or a number", b)
-	}
-	*id = flexID(s)
-	return nil
-}
-
-// graphTime is a Graph time: Graph's layout, RFC 3339, or Unix seconds.
-type graphTime time.Time
-
-func (t *graphTime) UnmarshalJSON(b []byte) error {
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		sec, err := n.Int64()
-		if err != nil {
-			return fmt.Errorf("time %s: %w", b, err)
-		}
-		*t = graphTime(time.Unix(sec, 0).UTC())
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("time %s: want a string or a number", b)
-	}
-	v, err := time.Parse(timeLayout, s)
-	if err != nil {
-		if v, err = time.Parse(time.RFC3339, s); err != nil {
-			return fmt.Errorf("time %q: want the form %s", s, timeLayout)
-		}
-	}
-	*t = graphTime(v.UTC())
-	return nil
 }

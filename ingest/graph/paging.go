@@ -136,7 +136,7 @@ func (c *Client) Accounts(ctx context.Context, userToken string) iter.Seq2[Accou
 	return listing(ctx, c, kindAccounts, userToken, "me/accounts", q,
 		func(raw json.RawMessage) (Account, bool, error) {
 			var v struct {
-				ID          flexID `json:"id"`
+				ID          ID     `json:"id"`
 				Name        string `json:"name"`
 				Category    string `json:"category"`
 				AccessToken string `json:"access_token"`
@@ -219,35 +219,36 @@ func hasField(fields []string, name string) bool {
 	return false
 }
 
-// flexID is an id sent as a JSON string or number (spec section 0).
-type flexID string
+// ID is a Graph id, decoded from a JSON string or number (spec section 0): never a
+// float64.
+type ID string
 
-func (id *flexID) UnmarshalJSON(b []byte) error {
+func (id *ID) UnmarshalJSON(b []byte) error {
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err == nil {
-		*id = flexID(n.String())
+		*id = ID(n.String())
 		return nil
 	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("id %s: want a string or a number", b)
 	}
-	*id = flexID(s)
+	*id = ID(s)
 	return nil
 }
 
-// graphTime is a Graph time: "2006-01-02T15:04:05-0700", RFC 3339, or Unix seconds
-// (date_format=U).
-type graphTime time.Time
+// Time is a Graph time, decoded from "2006-01-02T15:04:05-0700", RFC 3339, or Unix
+// seconds (date_format=U).
+type Time time.Time
 
-func (t *graphTime) UnmarshalJSON(b []byte) error {
+func (t *Time) UnmarshalJSON(b []byte) error {
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err == nil {
 		sec, err := n.Int64()
 		if err != nil {
 			return fmt.Errorf("time %s: %w", b, err)
 		}
-		*t = graphTime(time.Unix(sec, 0).UTC())
+		*t = Time(time.Unix(sec, 0).UTC())
 		return nil
 	}
 	var s string
@@ -260,12 +261,12 @@ func (t *graphTime) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("time %q: want the form %s", s, timeLayout)
 		}
 	}
-	*t = graphTime(v.UTC())
+	*t = Time(v.UTC())
 	return nil
 }
 
 type wireParty struct {
-	ID    flexID `json:"id"`
+	ID    ID     `json:"id"`
 	Name  string `json:"name"`
 	Email string `json:"email"`
 }
@@ -280,11 +281,11 @@ func parties(ps []wireParty) []Party {
 
 func decodeConversation(raw json.RawMessage) (Conversation, error) {
 	var v struct {
-		ID           flexID    `json:"id"`
-		UpdatedTime  graphTime `json:"updated_time"`
-		MessageCount int       `json:"message_count"`
-		UnreadCount  int       `json:"unread_count"`
-		Snippet      string    `json:"snippet"`
+		ID           ID     `json:"id"`
+		UpdatedTime  Time   `json:"updated_time"`
+		MessageCount int    `json:"message_count"`
+		UnreadCount  int    `json:"unread_count"`
+		Snippet      string `json:"snippet"`
 		Participants struct {
 			Data []wireParty `json:"data"`
 		} `json:"participants"`
@@ -298,8 +299,8 @@ func decodeConversation(raw json.RawMessage) (Conversation, error) {
 
 func decodeMessage(raw json.RawMessage) (Message, error) {
 	var v struct {
-		ID          flexID    `json:"id"`
-		CreatedTime graphTime `json:"created_time"`
+		ID          ID        `json:"id"`
+		CreatedTime Time      `json:"created_time"`
 		From        wireParty `json:"from"`
 		To          struct {
 			Data []wireParty `json:"data"`
@@ -307,7 +308,7 @@ func decodeMessage(raw json.RawMessage) (Message, error) {
 		Message     string `json:"message"`
 		Attachments struct {
 			Data []struct {
-				ID        flexID `json:"id"`
+				ID        ID     `json:"id"`
 				MimeType  string `json:"mime_type"`
 				Name      string `json:"name"`
 				Size      int64  `json:"size"`
