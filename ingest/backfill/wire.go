@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/convsync/convsync/ingest/graph"
 	"github.com/convsync/convsync/schemas"
@@ -27,67 +26,13 @@ func expandedMessages(raw json.RawMessage) (msgs []graph.Message, expanded bool,
 		return nil, false, nil
 	}
 	for _, r := range v.Messages.Data {
-		m, err := decodeMessage(r)
+		m, err := graph.DecodeMessage(r)
 		if err != nil {
 			return nil, true, err
 		}
 		msgs = append(msgs, m)
 	}
 	return msgs, true, nil
-}
-
-type wireParty struct {
-	ID   graph.ID `json:"id"`
-	Name string   `json:"name"`
-}
-
-func decodeMessage(raw json.RawMessage) (graph.Message, error) {
-	var v struct {
-		ID          graph.ID   `json:"id"`
-		CreatedTime graph.Time `json:"created_time"`
-		From        wireParty  `json:"from"`
-		To          struct {
-			Data []wireParty `json:"data"`
-		} `json:"to"`
-		Message     string `json:"message"`
-		Attachments struct {
-			Data []struct {
-				ID        graph.ID `json:"id"`
-				MimeType  string   `json:"mime_type"`
-				Name      string   `json:"name"`
-				Size      int64    `json:"size"`
-				FileURL   string   `json:"file_url"`
-				ImageData struct {
-					URL        string `json:"url"`
-					PreviewURL string `json:"preview_url"`
-				} `json:"image_data"`
-				VideoData struct {
-					URL        string `json:"url"`
-					PreviewURL string `json:"preview_url"`
-				} `json:"video_data"`
-			} `json:"data"`
-		} `json:"attachments"`
-	}
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return graph.Message{}, fmt.Errorf("decode message: %w", err)
-	}
-	m := graph.Message{ID: string(v.ID), CreatedTime: time.Time(v.CreatedTime), Text: v.Message, Raw: raw,
-		From: graph.Party{ID: string(v.From.ID), Name: v.From.Name}}
-	for _, p := range v.To.Data {
-		m.To = append(m.To, graph.Party{ID: string(p.ID), Name: p.Name})
-	}
-	for _, a := range v.Attachments.Data {
-		at := graph.Attachment{ID: string(a.ID), MimeType: a.MimeType, Name: a.Name, Size: a.Size,
-			URL: a.ImageData.URL, PreviewURL: a.ImageData.PreviewURL}
-		if at.URL == "" {
-			at.URL, at.PreviewURL = a.VideoData.URL, a.VideoData.PreviewURL
-		}
-		if at.URL == "" {
-			at.URL = a.FileURL
-		}
-		m.Attachments = append(m.Attachments, at)
-	}
-	return m, nil
 }
 
 // attachment maps a Graph attachment onto the webhook's shape: a type from the MIME

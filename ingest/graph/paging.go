@@ -124,7 +124,7 @@ func (c *Client) Messages(ctx context.Context, threadID, token string, limit int
 	}
 	return listing(ctx, c, kindMessages, token, url.PathEscape(threadID)+"/messages", q,
 		func(raw json.RawMessage) (Message, bool, error) {
-			v, err := decodeMessage(raw)
+			v, err := DecodeMessage(raw)
 			return v, err == nil, err
 		},
 		func(err error) error { return fmt.Errorf("list messages of thread %s: %w", threadID, err) })
@@ -297,7 +297,9 @@ func decodeConversation(raw json.RawMessage) (Conversation, error) {
 		UnreadCount: v.UnreadCount, Snippet: v.Snippet, Participants: parties(v.Participants.Data), Raw: raw}, nil
 }
 
-func decodeMessage(raw json.RawMessage) (Message, error) {
+// DecodeMessage decodes one message object as Graph returns it, alone or nested in a
+// conversation's messages expansion.
+func DecodeMessage(raw json.RawMessage) (Message, error) {
 	var v struct {
 		ID          ID        `json:"id"`
 		CreatedTime Time      `json:"created_time"`
