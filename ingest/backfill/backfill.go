@@ -28,6 +28,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -39,6 +40,8 @@ import (
 
 	"github.com/convsync/convsync/ingest"
 	"github.com/convsync/convsync/ingest/graph"
+	"github.com/convsync/convsync/internal/logging"
+	progressbar "github.com/convsync/convsync/internal/progress"
 )
 
 // readableMessages is how many of a thread's newest messages Graph returns in detail.
@@ -160,6 +163,12 @@ func (j *Job) Run(ctx context.Context, pageIDs []string, progress io.Writer) (Su
 	}
 	maps.Copy(sum.Failed, missing)
 
+	// On a terminal, a bar of the pages done replaces the line per successful page.
+	var bar *progressbar.Reporter
+	if f, ok := progress.(*os.File); ok && logging.IsTerminal(f) {
+		bar = progressbar.New(f, int64(len(pages)), true)
+	}
+
 	var mu sync.Mutex // guards sum and progress
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(j.cfg.Concurrency)
@@ -182,18 +191,28 @@ func (j *Job) Run(ctx context.Context, pageIDs []string, progress io.Writer) (Su
 				j.metrics.pages.WithLabelValues(outcomeOf(err)).Inc()
 				j.log.WarnContext(ctx, "backfill of page failed", "page_id", p.id, "error", reason)
 				fmt.Fprintf(progress, "page %s: failed after %s: %s\n", p.id, d.Round(time.Millisecond), reason)
+				if bar != nil {
+					bar.Add(1)
+				}
 				return nil
 			}
 			sum.Pages++
 			j.metrics.pages.WithLabelValues("ok").Inc()
 			j.log.InfoContext(ctx, "page backfilled", "page_id", p.id,
 				"conversations", res.conversations, "messages", res.messages, "duration", d)
+			if bar != nil {
+				bar.Add(1)
+				return nil
+			}
 			fmt.Fprintf(progress, "page %s: %d conversations, %d messages in %s\n",
 				p.id, res.conversations, res.messages, d.Round(time.Millisecond))
 			return nil
 		})
 	}
 	err = g.Wait()
+	if bar != nil {
+		bar.Done()
+	}
 	reqs1, waits1 := j.graphCounts()
 	sum.GraphRequests, sum.ThrottleWaits = reqs1-reqs0, waits1-waits0
 	sum.Duration = j.now().Sub(start)
