@@ -51,14 +51,11 @@ bench: services-up build
 	$(ENV) $(GO) test -run='^$$' -bench='$(BENCH)' -skip='^BenchmarkLoad' -timeout 30m ./...
 	$(ENV) $(GO) test -run='^$$' -bench='$(LOADBENCH)' -benchtime=1x -timeout 30m ./...
 
-# Demo secrets unless you set your own; listens on loopback unless HTTP_ADDR says otherwise.
+# The first-run demo: migrations, `convsync all`, the Graph API simulator with a small data
+# set, a backfill, and a gentle stream of signed webhooks (deploy/local/run.sh). Demo
+# secrets unless you set your own; loopback only. Ctrl-C stops all of it.
 run: services-up build
-	$(ENV) $(BIN) migrate
-	@echo "convsync on http://$${HTTP_ADDR:-127.0.0.1:8080}: /api/webhook, /v1/pages/{page_id}/conversations, /metrics, /healthz, /readyz (Ctrl-C stops)"
-	$(ENV) META_APP_SECRET=$${META_APP_SECRET:-dev-app-secret} \
-		WEBHOOK_VERIFY_TOKEN=$${WEBHOOK_VERIFY_TOKEN:-dev-verify-token} \
-		API_TOKENS=$${API_TOKENS:-dev-api-token-change-me} \
-		HTTP_ADDR=$${HTTP_ADDR:-127.0.0.1:8080} exec $(BIN) all
+	deploy/local/run.sh
 
 clean:
 	rm -rf bin
