@@ -3,8 +3,12 @@ package main
 import (
 	"fmt"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/convsync/convsync/internal/kafka"
 )
 
 // kafkaOpts are the options of a client a component creates itself (processor,
@@ -24,4 +28,19 @@ func (a *app) kafkaClient(role string, opts ...kgo.Opt) (*kgo.Client, error) {
 	}
 	a.onClose(cl.Close)
 	return cl, nil
+}
+
+// watchLag adds group to the process's consumer-lag collector, creating it (and its
+// admin client) the first time.
+func (a *app) watchLag(group string) error {
+	if a.lag == nil {
+		cl, err := a.kafkaClient("admin")
+		if err != nil {
+			return err
+		}
+		a.lag = kafka.NewLagCollector(kadm.NewClient(cl))
+		a.reg.MustRegister(a.lag)
+	}
+	a.lag.Add(group)
+	return nil
 }

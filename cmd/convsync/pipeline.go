@@ -44,6 +44,9 @@ var processRole = role{
 			return err
 		}
 		a.srv.AddCheck("kafka-processor", p.Ping)
+		if err := a.watchLag(a.s.Processor.Group); err != nil {
+			return err
+		}
 		a.g.Go(func() error { return p.Run(ctx) })
 		return nil
 	},
@@ -73,6 +76,9 @@ var projectRole = role{
 			return err
 		}
 		a.srv.AddCheck("kafka-projector", p.Ping)
+		if err := a.watchLag(a.s.Projector.Group); err != nil {
+			return err
+		}
 		a.g.Go(func() error { return p.Run(ctx) })
 		return nil
 	},

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/convsync/convsync/internal/cache"
+	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/logging"
 	"github.com/convsync/convsync/internal/server"
 )
@@ -30,6 +31,8 @@ type app struct {
 	primary *pgxpool.Pool
 	// cache is the process's cache, once a role needed it.
 	cache *cache.Cache
+	// lag reports the consumer lag of the groups of the process's roles.
+	lag *kafka.LagCollector
 	// closers run in reverse order of creation after every role has returned.
 	closers []func()
 }
