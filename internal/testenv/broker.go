@@ -47,6 +47,12 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// FreeAddr returns a free loopback host:port.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + strconv.Itoa(freePort(t))
+}
+
 // PrivateKafka starts a broker of the test's own, stopped at cleanup. It reuses the jars
 // `make services-up` resolved.
 func PrivateKafka(t testing.TB) *Broker {
