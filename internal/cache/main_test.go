@@ -1,20 +1,14 @@
 package cache_test
 
 import (
-	"context"
 	"os"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/convsync/convsync/internal/testenv"
 )
 
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
-
-// TestMain silences go-redis's own dial-retry logging: the outage tests provoke it on
-// purpose.
+// TestMain silences go-redis's dial-retry logging: the outage tests provoke it.
 func TestMain(m *testing.M) {
-	redis.SetLogger(quiet{})
+	testenv.QuietRedis()
 	os.Exit(m.Run())
 }

@@ -109,3 +109,11 @@ func RedisCluster(t testing.TB) []string {
 	}
 	return addrs
 }
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+// QuietRedis silences go-redis's own dial-retry logging, for test binaries that provoke
+// Redis outages on purpose (call it from TestMain).
+func QuietRedis() { redis.SetLogger(quietRedis{}) }

@@ -1,19 +1,14 @@
 package readapi_test
 
 import (
-	"context"
 	"os"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/convsync/convsync/internal/testenv"
 )
 
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
-
-// TestMain silences go-redis's dial-retry logging: the outage test provokes it.
+// TestMain silences go-redis's dial-retry logging: the outage tests provoke it.
 func TestMain(m *testing.M) {
-	redis.SetLogger(quiet{})
+	testenv.QuietRedis()
 	os.Exit(m.Run())
 }
