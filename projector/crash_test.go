@@ -4,7 +4,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,18 +12,6 @@ import (
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/testenv"
 )
-
-// buildBinary builds cmd/convsync once per test binary run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "convsync")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/convsync")
-	cmd.Dir = testenv.RepoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 type proc struct {
 	cmd  *exec.Cmd
@@ -58,7 +45,7 @@ func (p *proc) kill() {
 // reference fold: no message lost, none counted twice.
 func TestPipelineSurvivesKillNine(t *testing.T) {
 	t.Parallel()
-	bin := buildBinary(t)
+	bin := testenv.Binary(t)
 	kc := testenv.Kafka(t, 4)
 	readPool, dbURL := testenv.Postgres(t)
 	all, refs, want := histories(t, 60, 9000)

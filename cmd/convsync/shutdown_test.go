@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,10 +18,7 @@ import (
 // and exits 0; every webhook it acknowledged is in the event log.
 func TestSIGTERMDrainsAndLosesNothingAcknowledged(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "convsync")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.Binary(t)
 	kc := testenv.Kafka(t, 2)
 	_, dbURL := testenv.Postgres(t)
 	addr := "127.0.0.1:" + freePort(t)

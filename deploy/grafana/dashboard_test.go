@@ -80,11 +80,7 @@ func TestDashboardQueriesHaveData(t *testing.T) {
 	}
 
 	// The binary, on the test's own topics, schema and cache prefix.
-	root := testenv.RepoRoot(t)
-	bin := filepath.Join(t.TempDir(), "convsync")
-	if out, err := exec.Command("go", "build", "-C", root, "-o", bin, "./cmd/convsync").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.Binary(t)
 	kc := testenv.Kafka(t, 2)
 	pool, dbURL := testenv.Postgres(t)
 	sim, err := graphsim.New(graphsim.Config{Pages: 2, Conversations: 5, Messages: 3, Seed: 4, Until: time.Now().Add(-time.Hour)})

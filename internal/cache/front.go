@@ -23,11 +23,15 @@ type Config struct {
 	TTL           time.Duration // CACHE_TTL
 	Prefix        string        // CACHE_PREFIX
 	MemoryMaxKeys int           // CACHE_MEMORY_MAX_KEYS: the in-memory store's bound
+	// NearTTL (CACHE_NEAR_TTL) is how long the near cache, an in-process copy of hot
+	// Redis entries kept current by Redis pub/sub, may keep an entry; 0 turns it off.
+	NearTTL     time.Duration
+	NearMaxKeys int // CACHE_NEAR_MAX_KEYS: the near cache's bound
 }
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
-	return Config{TTL: 5 * time.Minute, Prefix: "convsync:", MemoryMaxKeys: 100_000}
+	return Config{TTL: 5 * time.Minute, Prefix: "convsync:", MemoryMaxKeys: 100_000, NearTTL: 2 * time.Second, NearMaxKeys: 20_000}
 }
 
 // Validate reports the first invalid value, naming its variable.
@@ -37,6 +41,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("CACHE_TTL must be at least 1s, got %s", c.TTL)
 	case c.MemoryMaxKeys < 1:
 		return fmt.Errorf("CACHE_MEMORY_MAX_KEYS must be at least 1, got %d", c.MemoryMaxKeys)
+	case c.NearTTL < 0 || c.NearTTL > c.TTL:
+		return fmt.Errorf("CACHE_NEAR_TTL must be between 0 (off) and CACHE_TTL (%s), got %s", c.TTL, c.NearTTL)
+	case c.NearTTL > 0 && c.NearMaxKeys < 1:
+		return fmt.Errorf("CACHE_NEAR_MAX_KEYS must be at least 1 when CACHE_NEAR_TTL is set, got %d", c.NearMaxKeys)
 	}
 	if c.URL != "" {
 		if _, err := RedisOptions(c.URL); err != nil {
@@ -89,6 +97,7 @@ type Cache struct {
 	m        *metrics
 	log      *slog.Logger
 	sf       singleflight.Group
+	near     *near // nil without a Watcher store or with CACHE_NEAR_TTL=0
 	distrust atomic.Bool
 	mu       sync.Mutex
 	pending  map[string]int64 // markers not raised yet because the store failed
@@ -98,6 +107,9 @@ type Cache struct {
 // New wraps store.
 func New(store Store, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Cache {
 	c := &Cache{store: store, keys: Keys{Prefix: cfg.Prefix}, ttl: cfg.TTL, m: newMetrics(reg, store.Kind()), log: log}
+	if _, ok := store.(Watcher); ok && cfg.NearTTL > 0 {
+		c.near = newNear(cfg.NearMaxKeys, cfg.NearTTL, reg)
+	}
 	return c
 }
 
@@ -123,7 +135,7 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 		return memory("redis unreachable at start: " + err.Error())
 	}
 	reg.MustRegister(newPoolCollector(rc))
-	log.Info("cache in redis", "addrs", len(opts.Addrs), "sentinel", opts.MasterName != "")
+	log.Info("cache in redis", "addrs", len(opts.Addrs), "sentinel", opts.MasterName != "", "near_ttl", cfg.NearTTL)
 	return New(NewRedis(rc, cfg.Prefix), cfg, reg, log), func() { _ = rc.Close() }, nil
 }
 
@@ -135,7 +147,14 @@ func (c *Cache) Kind() string { return c.store.Kind() }
 
 // Flush deletes every entry and marker under the prefix: after a replay swapped in
 // rebuilt tables, whose versions may be lower than what was cached.
-func (c *Cache) Flush(ctx context.Context) error { return c.store.Flush(ctx) }
+// The Redis store tells every process's near cache to empty itself too.
+func (c *Cache) Flush(ctx context.Context) error {
+	err := c.store.Flush(ctx)
+	if c.near != nil {
+		c.near.reset("flush", c.near.live.Load())
+	}
+	return err
+}
 
 // Ping reports whether the store answers (readiness; an outage only degrades reads).
 func (c *Cache) Ping(ctx context.Context) error { return c.store.Ping(ctx) }
@@ -143,25 +162,45 @@ func (c *Cache) Ping(ctx context.Context) error { return c.store.Ping(ctx) }
 // Get returns a fresh entry, or a miss; a store error is a miss too (counted).
 func (c *Cache) Get(ctx context.Context, key, marker string) (Entry, bool) {
 	if !c.trusted(ctx) {
-		c.m.requests.WithLabelValues("miss").Inc()
+		c.m.miss.Inc()
 		return Entry{}, false
+	}
+	var gen uint64
+	if c.near != nil {
+		if e, ok := c.near.get(ctx, key, marker); ok {
+			c.m.hit.Inc()
+			return e, true
+		}
+		gen = c.near.gen.Load()
 	}
 	e, ok, err := c.store.Get(ctx, key, marker)
 	switch {
 	case err != nil:
-		c.m.requests.WithLabelValues("error").Inc()
+		c.m.errors.Inc()
 		c.log.Debug("cache get", "error", err)
 		return Entry{}, false
 	case ok:
-		c.m.requests.WithLabelValues("hit").Inc()
+		c.m.hit.Inc()
+		if c.near != nil {
+			c.near.put(ctx, gen, key, marker, e)
+		}
 	default:
-		c.m.requests.WithLabelValues("miss").Inc()
+		c.m.miss.Inc()
 	}
 	return e, ok
 }
 
 // Set stores e unless something newer is there or the marker is newer.
 func (c *Cache) Set(ctx context.Context, key, marker string, e Entry) {
+	var gen uint64
+	if c.near != nil {
+		gen = c.near.gen.Load()
+	}
+	c.set(ctx, gen, key, marker, e)
+}
+
+// set is Set of an entry read from Postgres when the near cache's generation was gen.
+func (c *Cache) set(ctx context.Context, gen uint64, key, marker string, e Entry) {
 	if c.distrust.Load() {
 		return
 	}
@@ -171,6 +210,9 @@ func (c *Cache) Set(ctx context.Context, key, marker string, e Entry) {
 		c.m.writes.WithLabelValues("error").Inc()
 	case stored:
 		c.m.writes.WithLabelValues("stored").Inc()
+		if c.near != nil {
+			c.near.put(ctx, gen, key, marker, e)
+		}
 	default:
 		c.m.writes.WithLabelValues("rejected").Inc()
 	}
@@ -183,11 +225,15 @@ func (c *Cache) Load(ctx context.Context, key, marker string, load func(ctx cont
 		return e, true, nil
 	}
 	v, err, _ := c.sf.Do(key, func() (any, error) {
+		var gen uint64
+		if c.near != nil {
+			gen = c.near.gen.Load()
+		}
 		e, err := load(ctx)
 		if err != nil {
 			return Entry{}, err
 		}
-		c.Set(ctx, key, marker, e)
+		c.set(ctx, gen, key, marker, e)
 		return e, nil
 	})
 	if err != nil {
@@ -203,6 +249,9 @@ func (c *Cache) Load(ctx context.Context, key, marker string, load func(ctx cont
 func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 	if len(marks) == 0 {
 		return
+	}
+	if c.near != nil {
+		c.near.mark(marks) // this process at once; others through the store's stream
 	}
 	if err := c.store.Mark(ctx, marks, 2*c.ttl); err != nil {
 		c.m.invalidations.WithLabelValues("error").Add(float64(len(marks)))
@@ -254,9 +303,17 @@ func (c *Cache) trusted(ctx context.Context) bool {
 // Run does the housekeeping until ctx ends: expired entries of the memory store, and
 // markers left pending by an outage (a process that only writes, like the projector,
 // never reads, so it raises them here).
+//
+// With a near cache, it also follows the store's marker stream; the near cache serves
+// only while this runs.
 func (c *Cache) Run(ctx context.Context) error {
 	if m, ok := c.store.(*Memory); ok {
 		return m.Run(ctx, 30*time.Second)
+	}
+	if w, ok := c.store.(Watcher); ok && c.near != nil {
+		done := make(chan error, 1)
+		go func() { done <- w.Watch(ctx, c.near.handler(c)) }()
+		defer func() { <-done }()
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()

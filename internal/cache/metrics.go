@@ -9,6 +9,8 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	writes        *prometheus.CounterVec
 	invalidations *prometheus.CounterVec
+	// requests' children, resolved once: a hit is counted on every read.
+	hit, miss, errors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, kind string) *metrics {
@@ -33,9 +35,7 @@ func newMetrics(reg prometheus.Registerer, kind string) *metrics {
 	})
 	backend.Set(1)
 	reg.MustRegister(m.requests, m.writes, m.invalidations, backend)
-	for _, r := range []string{"hit", "miss", "error"} {
-		m.requests.WithLabelValues(r)
-	}
+	m.hit, m.miss, m.errors = m.requests.WithLabelValues("hit"), m.requests.WithLabelValues("miss"), m.requests.WithLabelValues("error")
 	return m
 }
 

@@ -86,7 +86,11 @@ func (r *Redis) Set(ctx context.Context, key, marker string, e Entry, ttl time.D
 	return n == 1, nil
 }
 
-// Mark implements Store: one pipeline for all markers.
+// channel is where markers are published for the near caches of every process.
+func (r *Redis) channel() string { return r.prefix + "marks" }
+
+// Mark implements Store: one pipeline for all markers, then one message on the marker
+// channel for every process's near cache.
 func (r *Redis) Mark(ctx context.Context, marks []Mark, ttl time.Duration) error {
 	if len(marks) == 0 {
 		return nil
@@ -99,6 +103,7 @@ func (r *Redis) Mark(ctx context.Context, marks []Mark, ttl time.Duration) error
 		for _, m := range marks {
 			markScript.EvalSha(ctx, p, []string{m.Key}, m.Version, ttl.Milliseconds())
 		}
+		p.Publish(ctx, r.channel(), encodeMarks(marks))
 		return nil
 	})
 	if err != nil {
@@ -131,10 +136,86 @@ func (r *Redis) Flush(ctx context.Context) error {
 		}
 		return del(ctx, c, batch)
 	}
+	var err error
 	if cc, ok := r.c.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return flush(ctx, c) })
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return flush(ctx, c) })
+	} else {
+		err = flush(ctx, r.c)
 	}
-	return flush(ctx, r.c)
+	if err != nil {
+		return err
+	}
+	return r.c.Publish(ctx, r.channel(), flushMessage).Err()
+}
+
+// watchHeartbeat is how often Watch pings its subscription when nothing arrives; two
+// intervals without a message or a pong count as a broken stream.
+const watchHeartbeat = 500 * time.Millisecond
+
+// Watch implements Watcher with a subscription to the marker channel. Each time it is
+// (re)subscribed it calls Ready; an error, or silence past the heartbeat, calls Lost and
+// subscribes again.
+func (r *Redis) Watch(ctx context.Context, h WatchHandler) error {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.watch(ctx, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+		h.Lost(err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+	return nil
+}
+
+func (r *Redis) watch(ctx context.Context, h WatchHandler) error {
+	ps := r.c.Subscribe(ctx)
+	defer ps.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // ends a read in progress
+	defer stop()
+	if err := ps.Subscribe(ctx, r.channel()); err != nil {
+		return fmt.Errorf("subscribe %s: %w", r.channel(), err)
+	}
+	heard := time.Now()
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, watchHeartbeat)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return fmt.Errorf("receive: %w", err)
+			}
+			if time.Since(heard) > 2*watchHeartbeat {
+				return errors.New("no answer from redis within the heartbeat")
+			}
+			if err := ps.Ping(ctx); err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+			continue
+		}
+		heard = time.Now()
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				h.Ready()
+			}
+		case *redis.Message:
+			if marks, ok := decodeMarks(m.Payload); ok {
+				h.Marks(marks)
+			} else {
+				h.Reset()
+			}
+		}
+	}
 }
 
 // del deletes keys one by one in a pipeline (keys of several slots in a Cluster).

@@ -155,12 +155,8 @@ loop:
 		due := start
 		if p.Rate > 0 {
 			due = start.Add(time.Duration(float64(i) / p.Rate * float64(time.Second)))
-			if wait := time.Until(due); wait > 0 {
-				select {
-				case <-sched.Done():
-					break loop
-				case <-time.After(wait):
-				}
+			if time.Until(due) > 0 && !sleepUntil(sched, due) {
+				break loop
 			}
 		}
 		if sched.Err() != nil {

@@ -94,3 +94,14 @@ func (b *Broker) Start() { b.t.Helper(); b.script("kafka-up") }
 
 // Stop stops the broker and waits for the process to end.
 func (b *Broker) Stop() { b.t.Helper(); b.script("kafka-down") }
+
+// Binary builds cmd/convsync into the test's temporary folder, for tests that run it as
+// a process of its own (crashes, signals, deployment-shaped benchmarks).
+func Binary(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "convsync")
+	if out, err := exec.Command("go", "build", "-C", RepoRoot(t), "-o", bin, "./cmd/convsync").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}

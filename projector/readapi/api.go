@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -74,11 +73,12 @@ func (c Config) Validate() error {
 
 // API is the read API.
 type API struct {
-	cfg   Config
-	db    store
-	cache *cache.Cache
-	m     *metrics
-	log   *slog.Logger
+	cfg          Config
+	db           store
+	cache        *cache.Cache
+	m            *metrics
+	log          *slog.Logger
+	cacheControl string
 }
 
 // New builds the API over pool (the replica when there is one) and c.
@@ -86,7 +86,9 @@ func New(cfg Config, pool *pgxpool.Pool, c *cache.Cache, reg prometheus.Register
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &API{cfg: cfg, db: store{pool}, cache: c, m: newMetrics(reg), log: log}, nil
+	maxAge := int(cfg.MaxAge.Seconds())
+	return &API{cfg: cfg, db: store{pool}, cache: c, m: newMetrics(reg), log: log,
+		cacheControl: fmt.Sprintf("public, max-age=%d, stale-while-revalidate=%d", maxAge, 5*maxAge)}, nil
 }
 
 // OpenAPI is the API's OpenAPI 3.1 document, served at /v1/openapi.json.
@@ -133,10 +135,18 @@ func (e *apiError) Error() string { return e.message }
 func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "bad_request", msg} }
 
 func (a *API) wrap(route string, h func(*http.Request) (response, error)) http.Handler {
+	ok, notModified := a.m.requests.WithLabelValues(route, "200"), a.m.requests.WithLabelValues(route, "304")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		status := a.serve(w, r, h)
-		a.m.requests.WithLabelValues(route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+		switch status {
+		case http.StatusOK:
+			ok.Observe(time.Since(start).Seconds())
+		case http.StatusNotModified:
+			notModified.Observe(time.Since(start).Seconds())
+		default:
+			a.m.requests.WithLabelValues(route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+		}
 	})
 }
 
@@ -158,7 +168,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, h func(*http.Request
 	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
 	hdr := w.Header()
 	hdr.Set("ETag", etag)
-	hdr.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, stale-while-revalidate=%d", int(a.cfg.MaxAge.Seconds()), 5*int(a.cfg.MaxAge.Seconds())))
+	hdr.Set("Cache-Control", a.cacheControl)
 	hdr.Set("Vary", "Authorization")
 	if res.hit {
 		hdr.Set("X-Cache", "hit")
@@ -204,15 +214,28 @@ func writeError(w http.ResponseWriter, e *apiError) int {
 	return e.status
 }
 
-// ids are Facebook ids (digits) or, for other producers and tests, short tokens.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,64}$`)
+// validID reports whether s is an id: Facebook ids are digits; other producers and
+// tests use short tokens. 1 to 64 of [A-Za-z0-9_.-].
+func validID(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := range len(s) {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 func (a *API) ids(r *http.Request) (page, psid string, err error) {
 	page = r.PathValue("page_id")
-	if !idPattern.MatchString(page) {
+	if !validID(page) {
 		return "", "", badRequest("page_id must be 1 to 64 letters, digits, '.', '_' or '-'")
 	}
-	if psid = r.PathValue("psid"); psid != "" && !idPattern.MatchString(psid) {
+	if psid = r.PathValue("psid"); psid != "" && !validID(psid) {
 		return "", "", badRequest("psid must be 1 to 64 letters, digits, '.', '_' or '-'")
 	}
 	return page, psid, nil

@@ -188,6 +188,8 @@ func TestErrorsAreClearJSON(t *testing.T) {
 		{"/v1/pages/" + page, "", 401, "unauthorized"},
 		{"/v1/pages/" + page, "Bearer wrong-token-0123456789", 401, "unauthorized"},
 		{"/v1/pages/bad%20id", "Bearer " + token, 400, "bad_request"},
+		{"/v1/pages/" + strings.Repeat("1", 65), "Bearer " + token, 400, "bad_request"},
+		{"/v1/pages/" + page + "/conversations/%C3%A9", "Bearer " + token, 400, "bad_request"},
 		{"/v1/pages/" + page + "/conversations?limit=0", "Bearer " + token, 400, "bad_request"},
 		{"/v1/pages/" + page + "/conversations?limit=abc", "Bearer " + token, 400, "bad_request"},
 		{"/v1/pages/" + page + "/conversations?cursor=!!!", "Bearer " + token, 400, "bad_request"},

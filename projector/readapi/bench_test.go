@@ -2,12 +2,20 @@ package readapi_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,12 +89,18 @@ type apiServer struct {
 	c   *cache.Cache
 }
 
-func newAPIServer(b *testing.B, pool *pgxpool.Pool, store cache.Store, prefix string) apiServer {
+// newAPIServer serves the read API over store; nearTTL is CACHE_NEAR_TTL (a Redis
+// store's near cache; 0 off). The cache's housekeeping runs, as in `convsync api`.
+func newAPIServer(b *testing.B, pool *pgxpool.Pool, store cache.Store, prefix string, nearTTL time.Duration) apiServer {
 	b.Helper()
 	reg := prometheus.NewRegistry()
 	ccfg := cache.Defaults()
-	ccfg.Prefix = prefix
+	ccfg.Prefix, ccfg.NearTTL = prefix, nearTTL
 	c := cache.New(store, ccfg, reg, logging.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	b.Cleanup(func() { cancel(); <-done })
 	cfg := readapi.Defaults()
 	cfg.Tokens = []string{token}
 	api, err := readapi.New(cfg, pool, c, reg, logging.Discard())
@@ -98,6 +112,38 @@ func newAPIServer(b *testing.B, pool *pgxpool.Pool, store cache.Store, prefix st
 	srv := httptest.NewServer(mux)
 	b.Cleanup(srv.Close)
 	return apiServer{url: srv.URL, reg: reg, c: c}
+}
+
+// apiProcess runs `convsync api` as its own process, as it is deployed, over the
+// database at dbURL; env sets the cache (REDIS_URL empty: memory). The load generator
+// and the server then do not share a heap or a garbage collector.
+func apiProcess(b *testing.B, bin, dbURL string, env ...string) apiServer {
+	b.Helper()
+	addr := testenv.FreeAddr(b)
+	cmd := exec.Command(bin, "api")
+	cmd.Env = append(os.Environ(), append([]string{"HTTP_ADDR=" + addr, "DATABASE_URL=" + dbURL,
+		"DATABASE_READ_URL=", "API_TOKENS=" + token, "LOG_LEVEL=warn"}, env...)...)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	url := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return apiServer{url: url}
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("convsync api not ready within 30s:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
 }
 
 func reads(b *testing.B, s apiServer, paths []string, pace loadgen.Pace) loadgen.Result {
@@ -150,17 +196,32 @@ func (missStore) Ping(context.Context) error                              { retu
 //	make bench BENCH=none LOADBENCH=LoadReadAPI
 func BenchmarkLoadReadAPI(b *testing.B) {
 	const conc = 32
-	pool, _ := testenv.Postgres(b)
+	pool, dbURL := testenv.Postgres(b)
 	seedConversations(b, pool)
 	paths := zipfPaths(200_000)
 	rc, prefix := testenv.Redis(b)
+	bin := testenv.Binary(b)
+	redisURL := "REDIS_URL=" + testenv.Env("REDIS_URL")
 	stores := []struct {
-		name  string
-		store cache.Store
-	}{{"redis", cache.NewRedis(rc, prefix)}, {"memory", cache.NewMemory(100_000)}}
+		name string
+		env  []string
+	}{
+		{"redis", []string{redisURL, "CACHE_PREFIX=" + prefix}},                                   // the default: a near cache in front of Redis
+		{"redis-direct", []string{redisURL, "CACHE_PREFIX=" + prefix + "d:", "CACHE_NEAR_TTL=0"}}, // every hit reads Redis
+		{"memory", []string{"REDIS_URL="}},
+	}
 
+	// go-redis's own GET at the same concurrency, the yardstick of hit throughput.
+	var redisGet float64
+	b.Run("go-redis-get/max", func(b *testing.B) {
+		for range b.N {
+			redisGet = redisGets(b, rc, prefix, conc, 5*time.Second)
+		}
+		b.ReportMetric(redisGet, "req/s")
+		b.ReportMetric(0, "ns/op")
+	})
 	for _, st := range stores {
-		s := newAPIServer(b, pool, st.store, prefix)
+		s := apiProcess(b, bin, dbURL, st.env...)
 		reads(b, s, paths[:20_000], loadgen.Pace{Duration: time.Minute, Requests: 20_000, Concurrency: conc}) // warm
 		b.Run("hits/"+st.name+"/rate=5000", func(b *testing.B) {
 			var r loadgen.Result
@@ -175,15 +236,29 @@ func BenchmarkLoadReadAPI(b *testing.B) {
 				r = reads(b, s, paths, loadgen.Pace{Duration: 5 * time.Second, Requests: len(paths), Concurrency: conc})
 			}
 			report(b, r)
-			if st.name == "redis" {
-				g := redisGets(b, rc, prefix, conc, 5*time.Second)
-				b.ReportMetric(g, "redis-get/s")
-				b.ReportMetric(r.RequestsPerS/g, "ratio-to-redis-get")
+			if redisGet > 0 {
+				b.ReportMetric(r.RequestsPerS/redisGet, "ratio-to-redis-get")
+			}
+		})
+		b.Run("hits/"+st.name+"/max-wrk", func(b *testing.B) {
+			var r wrkResult
+			for range b.N {
+				var ok bool
+				if r, ok = wrkReads(b, s, paths[:20_000], conc, 5*time.Second); !ok {
+					b.Skip("wrk is not installed")
+				}
+			}
+			b.ReportMetric(r.rps, "req/s")
+			b.ReportMetric(r.p50, "p50-ms")
+			b.ReportMetric(r.p99, "p99-ms")
+			b.ReportMetric(0, "ns/op")
+			if redisGet > 0 {
+				b.ReportMetric(r.rps/redisGet, "ratio-to-redis-get")
 			}
 		})
 	}
 	b.Run("misses/max", func(b *testing.B) {
-		s := newAPIServer(b, pool, missStore{}, prefix)
+		s := newAPIServer(b, pool, missStore{}, prefix, 0)
 		var r loadgen.Result
 		for range b.N {
 			r = reads(b, s, paths, loadgen.Pace{Duration: 5 * time.Second, Requests: len(paths), Concurrency: conc})
@@ -227,7 +302,7 @@ func redisGets(b *testing.B, rc *redis.Client, prefix string, concurrency int, d
 func hitRateWhileWriting(b *testing.B, pool *pgxpool.Pool, paths []string, rc *redis.Client, prefix string) float64 {
 	b.Helper()
 	kc := testenv.Kafka(b, 12)
-	s := newAPIServer(b, pool, cache.NewRedis(rc, prefix+"hr:"), prefix+"hr:")
+	s := newAPIServer(b, pool, cache.NewRedis(rc, prefix+"hr:"), prefix+"hr:", cache.Defaults().NearTTL)
 	ctx, cancel := context.WithCancel(context.Background())
 	refresher := readapi.NewRefresher(pool, s.c, readapi.Defaults().DefaultLimit, readapi.Defaults().RefreshMax, logging.Discard())
 	go func() { _ = refresher.Run(ctx) }()
@@ -294,4 +369,64 @@ func BenchmarkHitInProcess(b *testing.B) {
 			b.Fatalf("GET = %d %s", rec.Code, rec.Header().Get("X-Cache"))
 		}
 	}
+}
+
+// wrkResult is what wrk measured.
+type wrkResult struct{ rps, p50, p99 float64 }
+
+// wrkReads drives s with wrk, a C load generator in a separate process (one thread,
+// conns connections kept alive), cycling through paths for d. The Go client in reads
+// spends as much CPU per request as the server does; on two shared cores wrk leaves the
+// server more of the machine, as separate load machines would. ok is false when wrk is
+// not installed (deploy/local/services.sh installs it).
+func wrkReads(b *testing.B, s apiServer, paths []string, conns int, d time.Duration) (res wrkResult, ok bool) {
+	b.Helper()
+	bin, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Logf("wrk not installed: skipping the separate-process load (make services-up installs it)")
+		return res, false
+	}
+	var lua strings.Builder
+	lua.WriteString("local paths = {\n")
+	for _, p := range paths {
+		fmt.Fprintf(&lua, "%q,\n", p)
+	}
+	fmt.Fprintf(&lua, `}
+local i = 0
+wrk.headers["Authorization"] = %q
+request = function()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i])
+end
+`, "Bearer "+token)
+	script := filepath.Join(b.TempDir(), "reads.lua")
+	if err := os.WriteFile(script, []byte(lua.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())),
+		"--latency", "-s", script, s.url).CombinedOutput()
+	if err != nil {
+		b.Fatalf("wrk: %v\n%s", err, out)
+	}
+	text := string(out)
+	if strings.Contains(text, "Non-2xx") || strings.Contains(text, "Socket errors") {
+		b.Fatalf("wrk saw failed requests:\n%s", text)
+	}
+	m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindStringSubmatch(text)
+	if m == nil {
+		b.Fatalf("no Requests/sec in wrk's output:\n%s", text)
+	}
+	res.rps, _ = strconv.ParseFloat(m[1], 64)
+	res.p50, res.p99 = wrkQuantile(b, text, "50%"), wrkQuantile(b, text, "99%")
+	return res, true
+}
+
+// wrkQuantile reads one line of wrk's latency distribution ("  99%    1.23ms"), in ms.
+func wrkQuantile(b *testing.B, text, q string) float64 {
+	m := regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(q) + `\s+([0-9.]+)(us|ms|s)\s*$`).FindStringSubmatch(text)
+	if m == nil {
+		b.Fatalf("no %s line in wrk's output:\n%s", q, text)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v * map[string]float64{"us": 0.001, "ms": 1, "s": 1000}[m[2]]
 }
