@@ -1,11 +1,12 @@
 package processor
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/convsync/convsync/schemas"
 )
 
 // Headers of every delta record.
@@ -101,7 +102,7 @@ type encoded struct {
 func encodeDeltas(events []Event, maxBytes int) ([]encoded, error) {
 	var out []encoded
 	for _, d := range Fold(events) {
-		b, err := json.Marshal(d)
+		b, err := schemas.JSON.Marshal(d)
 		if err != nil {
 			return nil, fmt.Errorf("marshal delta page %s: %w", d.PageID, err)
 		}

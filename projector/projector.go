@@ -2,7 +2,6 @@ package projector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/schemas"
 )
 
 // Config is the projector's configuration.
@@ -323,7 +323,7 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	in := make([]Input, 0, len(recs))
 	for _, r := range recs {
 		var d processor.Delta
-		if err := json.Unmarshal(r.Value, &d); err != nil || d.PageID == "" {
+		if err := schemas.JSON.Unmarshal(r.Value, &d); err != nil || d.PageID == "" {
 			if err == nil {
 				err = errors.New("delta without page_id")
 			}

@@ -1,8 +1,10 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -377,5 +379,25 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		if _, _, err := c.Decode(enc); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Invalid UTF-8 in a string becomes U+FFFD, as encoding/json does: raw bytes would
+// reach Postgres, which refuses them, and stall the projector's batch.
+func TestDecodeReplacesInvalidUTF8(t *testing.T) {
+	good, err := os.ReadFile("testdata/convsync.messenger.message.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(good, []byte("Is the blue one in stock?"), []byte("Is the blue \xff in stock?"), 1)
+	if bytes.Equal(bad, good) {
+		t.Fatal("the golden message's text changed: update this test")
+	}
+	_, d, err := newTestCodec(t).Decode(bad)
+	if err != nil {
+		t.Fatalf("Decode(invalid UTF-8) = %v", err)
+	}
+	if text := d.(Message).Text; text != "Is the blue \ufffd in stock?" {
+		t.Fatalf("text = %q, want the invalid byte replaced by U+FFFD", text)
 	}
 }
