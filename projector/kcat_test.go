@@ -25,7 +25,8 @@ func TestEventFromKcatIsProjected(t *testing.T) {
 	kc := testenv.Kafka(t, 4)
 	pool, _ := testenv.Postgres(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	stop := stack.Pipeline(t, ctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), nil)
+	projReg := prometheus.NewRegistry()
+	stop := stack.Pipeline(t, ctx, kc, pool, prometheus.NewRegistry(), projReg, nil)
 	defer func() { cancel(); stop() }()
 
 	at := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
@@ -52,4 +53,42 @@ func TestEventFromKcatIsProjected(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
+	// The freshness of its one event is split into stages, each observed once (after the
+	// commit the test just saw, so polled).
+	stages := []string{"ingest_to_delta", "delta_to_projector", "projector_commit"}
+	var counts map[string]uint64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		counts = histogramCounts(projReg)
+		if counts["convsync_event_freshness_seconds"] == 1 && counts["convsync_freshness_stage_seconds/projector_commit"] == 1 ||
+			time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+	for _, stage := range stages {
+		if n := counts["convsync_freshness_stage_seconds/"+stage]; n != 1 {
+			t.Errorf("stage %s observed %d times, want 1 (one event in one delta)", stage, n)
+		}
+	}
+	if n := counts["convsync_event_freshness_seconds"]; n != 1 {
+		t.Errorf("freshness observed %d times, want 1", n)
+	}
+}
+
+// histogramCounts are the sample counts of reg's histograms, by name/label values.
+func histogramCounts(reg *prometheus.Registry) map[string]uint64 {
+	counts := map[string]uint64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			if h := m.GetHistogram(); h != nil {
+				counts[name] = h.GetSampleCount()
+			}
+		}
+	}
+	return counts
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/convsync/convsync/processor"
 )
@@ -14,6 +15,7 @@ type metrics struct {
 	merge       *prometheus.HistogramVec
 	rows        *prometheus.CounterVec
 	freshness   prometheus.Histogram
+	stages      *prometheus.HistogramVec
 	deadLetters *prometheus.CounterVec // convsync_dlq_records_total{topic, reason}, shared with the processor
 	retries     prometheus.Counter
 }
@@ -44,12 +46,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from an event's arrival at convsync (the webhook) to the commit of its rows: the latency users feel.",
 			Buckets: []float64{.005, .01, .015, .025, .05, .075, .1, .15, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
+		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "convsync_freshness_stage_seconds",
+			Help: "Where freshness goes, by stage: ingest_to_delta (webhook arrival to the processor producing its delta, per event), " +
+				"delta_to_projector (the delta produced to its projector batch starting: the Kafka transaction's commit and the fetch, per delta), " +
+				"projector_commit (the batch starting to its Postgres commit, waiting for the writer included, per delta). Stages across hosts carry their clock skew.",
+			Buckets: []float64{.001, .0025, .005, .0075, .01, .015, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"stage"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "convsync_projector_retries_total",
 			Help: "Batches that failed to commit and were retried (Postgres away); a rising count with no commits is a stalled projector.",
 		}),
 	}
-	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.retries)
+	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.stages, m.retries)
 	dlq, err := processor.DLQCounter(reg)
 	if err != nil {
 		return nil, err
@@ -70,5 +79,27 @@ func (p *Projector) observe(res Result, deltas int, took time.Duration) {
 	committed := res.Committed.UnixMilli()
 	for _, ms := range res.ReceivedMS {
 		p.m.freshness.Observe(float64(committed-ms) / 1000)
+	}
+}
+
+// observeStages splits the freshness of a committed batch that started at start: each
+// record's timestamp is when the processor produced its delta.
+func (p *Projector) observeStages(recs []*kgo.Record, in []Input, start, committed time.Time) {
+	toDelta, toProjector, commit := p.m.stages.WithLabelValues("ingest_to_delta"),
+		p.m.stages.WithLabelValues("delta_to_projector"), p.m.stages.WithLabelValues("projector_commit")
+	produced := make(map[int64]time.Time, len(recs))
+	for _, r := range recs {
+		produced[r.Offset] = r.Timestamp
+		toProjector.Observe(start.Sub(r.Timestamp).Seconds())
+		commit.Observe(committed.Sub(start).Seconds())
+	}
+	for _, d := range in {
+		at, ok := produced[d.Offset]
+		if !ok {
+			continue
+		}
+		for _, ms := range d.Delta.ReceivedMS {
+			toDelta.Observe(float64(at.UnixMilli()-ms) / 1000)
+		}
 	}
 }

@@ -358,6 +358,7 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	if err != nil {
 		return err
 	}
+	w.p.observeStages(recs, in, start, time.Now())
 	cl.MarkCommitRecords(last)
 	return nil
 }
