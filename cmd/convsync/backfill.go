@@ -50,9 +50,10 @@ func runBackfill(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// The job reports each page and the summary (duration, pages, conversations,
-	// messages, Graph requests, throttling waits) on stderr; a failed page makes the exit
-	// status non-zero.
+	// The job reports on stderr: on a terminal a bar per page in progress above a bar of
+	// pages done, otherwise a line per page; then the summary (duration, pages,
+	// conversations, messages, Graph requests, throttling waits). A failed page makes the
+	// exit status non-zero.
 	_, err = job.Run(ctx, pages, os.Stderr)
 	return err
 }

@@ -26,8 +26,11 @@ func runGraphsim(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages per conversation")
 	fs.Int64Var(&seed, "seed", seed, "seed of the data set (same seed, same data)")
 	fs.StringVar(&cfg.Version, "version", cfg.Version, "Graph API version in paths")
+	fs.Float64Var(&cfg.FolderShare, "folder-share", 0,
+		"share of each page's threads in each of the folders other, page_done and spam (0: 5%, negative: all in the inbox)")
 	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every request")
-	fs.Float64Var(&cfg.PerPageRate, "page-rate", 0, "calls per second per page token (Meta: 2 for conversations); 0 unlimited")
+	fs.IntVar(&cfg.PerPageCalls, "page-rate", 0,
+		"calls per page token in any one-second window, enforced strictly (Meta: 2 for conversations); 0 unlimited")
 	fs.IntVar(&cfg.FailEvery, "fail-every", 0, "fail every nth call with code 2 (0: never)")
 	if err := fs.Parse(args); err != nil {
 		return err

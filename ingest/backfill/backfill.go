@@ -15,9 +15,11 @@
 //     acknowledged, so last_synced_at never moves past data that is not in the log.
 //   - Event ids are deterministic: a message seen by both a webhook and a backfill is
 //     one message in the read model, and running a backfill twice changes nothing.
-//   - Without Config.Full only threads updated since last_synced_at (less a safety
-//     overlap) are read, and messages come with the conversations listing through
-//     field expansion: one Graph request per 25 threads.
+//   - Every folder is listed (inbox, other, page_done, spam: threads moved to Done,
+//     Other or Spam are not in the default listing), so at least four Graph requests
+//     per Page. Without Config.Full only threads updated since last_synced_at (less a
+//     safety overlap) are read in each, and messages come with the conversations
+//     listing through field expansion: one Graph request per 25 threads of a folder.
 //   - Access tokens are never logged nor put in errors, the Summary or progress lines.
 package backfill
 
@@ -106,6 +108,14 @@ type Job struct {
 	metrics *metrics
 	log     *slog.Logger
 	now     func() time.Time
+	// isTerminal says whether Run's progress writer is a terminal (bars) or not (lines).
+	isTerminal func(io.Writer) bool
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && logging.IsTerminal(f)
 }
 
 // New validates cfg and builds a job; it makes no call. reg and log may be nil.
@@ -135,7 +145,8 @@ func New(cfg Config, gc *graph.Client, pool *pgxpool.Pool, app ingest.Appender, 
 		return nil, err
 	}
 	g, _ := reg.(prometheus.Gatherer)
-	return &Job{cfg: cfg, gc: gc, pool: pool, app: app, topic: topic, gather: g, metrics: m, log: log, now: time.Now}, nil
+	return &Job{cfg: cfg, gc: gc, pool: pool, app: app, topic: topic, gather: g, metrics: m, log: log, now: time.Now,
+		isTerminal: isTerminal}, nil
 }
 
 // pageRow is a facebook_pages row. The token stays in here and goes to the graph client
@@ -163,10 +174,11 @@ func (j *Job) Run(ctx context.Context, pageIDs []string, progress io.Writer) (Su
 	}
 	maps.Copy(sum.Failed, missing)
 
-	// On a terminal, a bar of the pages done replaces the line per successful page.
+	// On a terminal, a bar of the pages done, with a bar for each page in progress above
+	// it, replaces the line per successful page.
 	var bar *progressbar.Reporter
-	if f, ok := progress.(*os.File); ok && logging.IsTerminal(f) {
-		bar = progressbar.New(f, int64(len(pages)), true)
+	if j.isTerminal(progress) {
+		bar = progressbar.New(progress, int64(len(pages)), true)
 	}
 
 	var mu sync.Mutex // guards sum and progress
@@ -175,7 +187,11 @@ func (j *Job) Run(ctx context.Context, pageIDs []string, progress io.Writer) (Su
 	for _, p := range pages {
 		g.Go(func() error {
 			t0 := time.Now()
-			res, err := j.page(gctx, p, start)
+			var item *progressbar.Item // nil off a terminal: its methods do nothing
+			if bar != nil {
+				item = bar.Item(p.id, j.expected(gctx, p))
+			}
+			res, err := j.page(gctx, p, start, item)
 			d := time.Since(t0)
 			j.metrics.pageSeconds.Observe(d.Seconds())
 			mu.Lock()
@@ -190,10 +206,13 @@ func (j *Job) Run(ctx context.Context, pageIDs []string, progress io.Writer) (Su
 				sum.Failed[p.id] = reason
 				j.metrics.pages.WithLabelValues(outcomeOf(err)).Inc()
 				j.log.WarnContext(ctx, "backfill of page failed", "page_id", p.id, "error", reason)
-				fmt.Fprintf(progress, "page %s: failed after %s: %s\n", p.id, d.Round(time.Millisecond), reason)
+				line := fmt.Sprintf("page %s: failed after %s: %s", p.id, d.Round(time.Millisecond), reason)
 				if bar != nil {
+					item.Finish(line)
 					bar.Add(1)
+					return nil
 				}
+				fmt.Fprintln(progress, line)
 				return nil
 			}
 			sum.Pages++
@@ -201,6 +220,7 @@ func (j *Job) Run(ctx context.Context, pageIDs []string, progress io.Writer) (Su
 			j.log.InfoContext(ctx, "page backfilled", "page_id", p.id,
 				"conversations", res.conversations, "messages", res.messages, "duration", d)
 			if bar != nil {
+				item.Finish("")
 				bar.Add(1)
 				return nil
 			}
@@ -271,6 +291,31 @@ func (j *Job) pages(ctx context.Context, ids []string) ([]pageRow, map[string]st
 		}
 	}
 	return out, missing, nil
+}
+
+// expected estimates the threads a backfill of p reads, for its progress bar: those the
+// read model holds for the page in the span the run reads (every one for a full run).
+// 0 (unknown) when it holds none, on a first run, or the query fails.
+func (j *Job) expected(ctx context.Context, p pageRow) int64 {
+	var since *time.Time
+	if s := j.since(p); !s.IsZero() {
+		since = &s
+	}
+	var n int64
+	if err := j.pool.QueryRow(ctx, `SELECT count(*) FROM conversations WHERE page_id = $1
+		AND ($2::timestamptz IS NULL OR last_message_at >= $2)`, p.id, since).Scan(&n); err != nil {
+		return 0 // only a bar's scale
+	}
+	return n
+}
+
+// since is the earliest updated_time a backfill of p reads: last_synced_at less the
+// overlap, or zero for every thread.
+func (j *Job) since(p pageRow) time.Time {
+	if j.cfg.Full || p.lastSynced == nil {
+		return time.Time{}
+	}
+	return p.lastSynced.Add(-overlap)
 }
 
 // graphCounts sums the graph client's request and throttle-wait counters.

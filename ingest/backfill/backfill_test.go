@@ -3,7 +3,9 @@ package backfill
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -76,7 +78,7 @@ func newFixture(t *testing.T, scfg graphsim.Config, pageSize int, cfg Config) *f
 
 	gcfg := graph.Defaults()
 	gcfg.BaseURL, gcfg.Version, gcfg.PageSize = srv.URL, sim.Version(), pageSize
-	gcfg.PageRate, gcfg.PageBurst = 10_000, 10_000
+	gcfg.PageRate = 10_000
 	gcfg.MaxRetries, gcfg.BackoffBase, gcfg.BackoffMax = 2, time.Millisecond, 10*time.Millisecond
 	gcfg.UsagePause = 2 * time.Second // the slow-down at full usage, short for tests
 	reg := prometheus.NewRegistry()
@@ -226,12 +228,31 @@ func pageIDs(sim *graphsim.Sim) []string {
 	return ids
 }
 
+// inFolders counts the simulator's threads of pages outside the inbox.
+func inFolders(sim *graphsim.Sim, pages ...string) int {
+	n := 0
+	for _, p := range pages {
+		for _, c := range sim.Conversations(p) {
+			if c.Folder != graphsim.FolderInbox {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// The read model ends up with all of the simulator's data, the threads moved out of the
+// inbox (to other, page_done, spam) included, with one listing per folder.
 func TestFullBackfillMatchesSimulator(t *testing.T) {
 	t.Parallel()
 	cfg := Defaults()
 	cfg.Full = true
-	f := newFixture(t, graphsim.Config{Pages: 3, Conversations: 6, Messages: 5, Seed: 7}, 25, cfg)
+	// Of each page's 6 threads, one in each of other, page_done and spam.
+	f := newFixture(t, graphsim.Config{Pages: 3, Conversations: 6, Messages: 5, Seed: 7, FolderShare: 1.0 / 6}, 25, cfg)
 	ids := pageIDs(f.sim)
+	if n := inFolders(f.sim, ids...); n != 9 {
+		t.Fatalf("the simulator has %d threads outside the inbox, want 9", n)
+	}
 	var progress strings.Builder
 	before := time.Now().Add(-time.Second)
 	sum, err := f.job.Run(f.ctx, nil, &progress)
@@ -241,11 +262,11 @@ func TestFullBackfillMatchesSimulator(t *testing.T) {
 	if sum.Pages != 3 || sum.Conversations != 18 || sum.Messages != 90 || len(sum.Failed) != 0 {
 		t.Errorf("Run() = %+v, want 3 pages, 18 conversations, 90 messages, none failed", sum)
 	}
-	if got := f.sim.Requests(); got.ByKind[graphsim.KindMessages] != 0 || got.ByKind[graphsim.KindConversations] != 3 {
-		t.Errorf("Run() made %v calls by kind, want 3 conversations calls and no messages call (field expansion)", got.ByKind)
+	if got := f.sim.Requests(); got.ByKind[graphsim.KindMessages] != 0 || got.ByKind[graphsim.KindConversations] != 12 {
+		t.Errorf("Run() made %v calls by kind, want 12 conversations calls (one per folder of each page) and no messages call (field expansion)", got.ByKind)
 	}
-	if sum.GraphRequests != 3 {
-		t.Errorf("Run() GraphRequests = %d, want 3", sum.GraphRequests)
+	if sum.GraphRequests != 12 {
+		t.Errorf("Run() GraphRequests = %d, want 12", sum.GraphRequests)
 	}
 	if n := strings.Count(progress.String(), "\n"); n != 4 {
 		t.Errorf("progress has %d lines, want 4 (3 pages and a summary):\n%s", n, progress.String())
@@ -285,40 +306,55 @@ func TestIncrementalReadsOnlyWhatChanged(t *testing.T) {
 	}
 
 	f.sim.ResetRequests()
+	// A new message in an inbox thread and one in a thread marked done.
 	page := ids[1]
-	conv := f.sim.Conversations(page)[3]
-	added, err := f.sim.AddMessage(page, conv.User.PSID, "is it still for sale?", time.Now())
-	if err != nil {
-		t.Fatal(err)
+	var changed []graphsim.Conversation
+	var added []graphsim.Message
+	for _, folder := range []string{graphsim.FolderInbox, graphsim.FolderDone} {
+		var conv graphsim.Conversation
+		for _, c := range f.sim.Conversations(page) {
+			if c.Folder == folder {
+				conv = c // the folder's oldest
+			}
+		}
+		m, err := f.sim.AddMessage(page, conv.User.PSID, "is it still for sale?", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed, added = append(changed, conv), append(added, m)
 	}
 	sum2, err := f.job.Run(f.ctx, nil, nil)
 	if err != nil {
 		t.Fatalf("second Run() error = %v", err)
 	}
+	// Each folder's walk stops on its first page: one call per folder and page.
 	calls2 := f.sim.Requests()
-	if calls2.Calls*4 > calls1 || calls2.ByKind[graphsim.KindMessages] != 0 {
-		t.Errorf("second Run() made %d Graph calls (%v), first %d: want at most a quarter", calls2.Calls, calls2.ByKind, calls1)
+	if calls2.ByKind[graphsim.KindConversations] != 3*4 || calls2.Calls != 3*4 || 2*calls2.Calls > calls1 {
+		t.Errorf("second Run() made %d Graph calls (%v), first %d: want 12, one per folder of each page", calls2.Calls, calls2.ByKind, calls1)
 	}
-	if sum2.Conversations != 1 || sum2.Messages != 6 || sum2.GraphRequests >= sum1.GraphRequests {
-		t.Errorf("second Run() = %+v, want 1 conversation, 6 messages and fewer requests than %d", sum2, sum1.GraphRequests)
+	if sum2.Conversations != 2 || sum2.Messages != 12 || sum2.GraphRequests >= sum1.GraphRequests {
+		t.Errorf("second Run() = %+v, want 2 conversations, 12 messages and fewer requests than %d", sum2, sum1.GraphRequests)
 	}
 
-	rows = f.waitFor(t, "the new message and every page synced again", func(r projector.Rows) bool {
+	rows = f.waitFor(t, "the new messages and every page synced again", func(r projector.Rows) bool {
 		for _, p := range r.Pages {
 			if p.LastSyncedAt == nil || !p.LastSyncedAt.After(synced1[p.PageID]) {
 				return false
 			}
 		}
+		found := 0
 		for _, m := range r.Messages {
-			if m.PageID == page && m.MID == added.ID {
-				return true
+			if m.PageID == page && (m.MID == added[0].ID || m.MID == added[1].ID) {
+				found++
 			}
 		}
-		return false
+		return found == 2
 	})
-	for _, c := range rows.Conversations {
-		if c.PageID == page && c.PSID == conv.User.PSID && c.MessageCount != conv.MessageCount+1 {
-			t.Errorf("conversation %s message_count = %d, want %d", conv.ID, c.MessageCount, conv.MessageCount+1)
+	for _, conv := range changed {
+		for _, c := range rows.Conversations {
+			if c.PageID == page && c.PSID == conv.User.PSID && c.MessageCount != conv.MessageCount+1 {
+				t.Errorf("conversation %s (%s) message_count = %d, want %d", conv.ID, conv.Folder, c.MessageCount, conv.MessageCount+1)
+			}
 		}
 	}
 }
@@ -418,5 +454,38 @@ func TestRateLimitStormSlowsButCompletes(t *testing.T) {
 	}
 	if sum.Duration < time.Second {
 		t.Errorf("Run() took %s during a 1.5s storm, want it slowed down", sum.Duration)
+	}
+}
+
+// On a terminal each page in progress has a bar above the bar of pages done, scaled by
+// what the read model already holds for it.
+func TestTerminalShowsABarPerPage(t *testing.T) {
+	t.Parallel()
+	cfg := Defaults()
+	cfg.Full = true
+	// 300 ms a call, 4 folders: the pages are in progress long enough to be drawn.
+	f := newFixture(t, graphsim.Config{Pages: 2, Conversations: 6, Messages: 3, Seed: 13, FolderShare: 1.0 / 6,
+		Latency: 300 * time.Millisecond}, 25, cfg)
+	ids := pageIDs(f.sim)
+	before := time.Now().Add(-time.Second)
+	if _, err := f.job.Run(f.ctx, nil, nil); err != nil {
+		t.Fatalf("first Run() error = %v", err)
+	}
+	f.waitFor(t, "both pages synced", func(r projector.Rows) bool { return synced(r, before, ids...) })
+
+	f.job.isTerminal = func(io.Writer) bool { return true }
+	var out strings.Builder
+	if _, err := f.job.Run(f.ctx, nil, &out); err != nil {
+		t.Fatalf("second Run() error = %v", err)
+	}
+	for _, id := range ids {
+		// "  104400000000000 [====…    ]  50% 3/6 …": 6 threads known from the first run.
+		re := regexp.MustCompile(`  ` + id + ` \[[= ]{20}\] +\d+% \d/6 \d+ messages, (inbox|other|page_done|spam)`)
+		if !re.MatchString(out.String()) {
+			t.Errorf("the terminal output has no bar for page %s out of the 6 threads the read model holds:\n%q", id, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "100.0% 2/2") {
+		t.Errorf("the terminal output has no full bar of pages done:\n%q", out.String())
 	}
 }

@@ -7,17 +7,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/convsync/convsync/ingest/graph"
 	"github.com/convsync/convsync/schemas"
 )
 
-func TestObservedFromExpansion(t *testing.T) {
-	raw := json.RawMessage(`{"id":"t_1","messages":{"data":[
-		{"id":"m_a","created_time":"2026-01-02T03:04:05+0000","from":{"id":"100","name":"Shop"},"message":"Hello"},
-		{"id":"m_b","created_time":1767323045,"from":{"id":555,"name":"Ada"},
-		 "attachments":{"data":[{"id":"9","mime_type":"image/jpeg","name":"a.jpg","image_data":{"url":"https://x/a.jpg"}}]}}]}}`)
-	msgs, expanded, err := expandedMessages(raw)
-	if err != nil || !expanded || len(msgs) != 2 {
-		t.Fatalf("expandedMessages() = %d messages, expanded %v, error %v; want 2, true, nil", len(msgs), expanded, err)
+func TestObservedFromGraphMessages(t *testing.T) {
+	raws := []json.RawMessage{
+		json.RawMessage(`{"id":"m_a","created_time":"2026-01-02T03:04:05+0000","from":{"id":"100","name":"Shop"},"message":"Hello"}`),
+		json.RawMessage(`{"id":"m_b","created_time":1767323045,"from":{"id":555,"name":"Ada"},
+		 "attachments":{"data":[{"id":"9","mime_type":"image/jpeg","name":"a.jpg","image_data":{"url":"https://x/a.jpg"}}]}}`),
 	}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	want := []schemas.MessageObserved{
@@ -25,12 +23,13 @@ func TestObservedFromExpansion(t *testing.T) {
 		{PageID: "100", PSID: "555", MID: "m_b", Direction: schemas.Inbound, SentAt: at,
 			Attachments: []schemas.Attachment{{Type: "image", URL: "https://x/a.jpg", Title: "a.jpg", Payload: json.RawMessage(`{"url":"https://x/a.jpg"}`)}}},
 	}
-	for i, m := range msgs {
+	for i, raw := range raws {
+		m, err := graph.DecodeMessage(raw)
+		if err != nil {
+			t.Fatalf("DecodeMessage(%s) error = %v", raw, err)
+		}
 		if diff := cmp.Diff(want[i], observed("100", "555", m)); diff != "" {
 			t.Errorf("observed(message %d) differs (-want +got):\n%s", i, diff)
 		}
-	}
-	if _, expanded, err := expandedMessages(json.RawMessage(`{"id":"t_2"}`)); expanded || err != nil {
-		t.Errorf("expandedMessages(no messages field) = expanded %v, error %v; want false, nil", expanded, err)
 	}
 }

@@ -40,7 +40,8 @@ func (r Result) Decode(v any) error {
 	return json.Unmarshal(r.Body, v)
 }
 
-// Batch runs ops in batch requests of at most MaxBatch operations, in parallel up to
+// Batch runs ops in batch requests of at most MaxBatch operations, and no more than the
+// token's window allows (each operation counts as a call), in parallel up to
 // MaxConcurrency, and returns their results in the order of ops. Operations that came
 // back null, rate limited or with a transient error are retried (at most MaxRetries
 // times); other failures are in their Result's Err. The error is for the batch as a
@@ -49,8 +50,9 @@ func (c *Client) Batch(ctx context.Context, token string, ops []Op) ([]Result, e
 	results := make([]Result, len(ops))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.cfg.MaxConcurrency)
-	for lo := 0; lo < len(ops); lo += MaxBatch {
-		hi := min(lo+MaxBatch, len(ops))
+	size := min(MaxBatch, c.pageCalls)
+	for lo := 0; lo < len(ops); lo += size {
+		hi := min(lo+size, len(ops))
 		g.Go(func() error { return c.batch(gctx, token, ops[lo:hi], results[lo:hi]) })
 	}
 	if err := g.Wait(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/convsync/convsync/internal/graphsim"
 )
@@ -104,5 +105,34 @@ func TestBatchOperationErrors(t *testing.T) {
 	}
 	if _, err := c.Batch(context.Background(), page.AccessToken, ops); !IsTokenError(err) {
 		t.Errorf("Batch() with an expired token error = %v, want a token error", err)
+	}
+}
+
+// Each operation counts against the token's window, so a batch request holds no more
+// operations than a window allows: more would be refused by Meta at once.
+func TestBatchKeepsTheWindow(t *testing.T) {
+	cfg := simConfig()
+	cfg.PerPageCalls, cfg.PerPageWindow = 2, 100*time.Millisecond
+	s := newServer(t, cfg)
+	page := s.sim.Pages()[0]
+	ops, ids := messageOps(t, s.sim, page.ID, 5)
+	ccfg := testConfig(s.srv.URL)
+	ccfg.PageRate, ccfg.PageWindow, ccfg.PageWindowMargin = 20, 100*time.Millisecond, 10*time.Millisecond
+	c := newClient(t, ccfg)
+	res, err := c.Batch(context.Background(), page.AccessToken, ops)
+	if err != nil {
+		t.Fatalf("Batch(5 ops) error = %v", err)
+	}
+	for i, r := range res {
+		var v struct {
+			ID string `json:"id"`
+		}
+		if err := r.Decode(&v); err != nil || v.ID != ids[i] {
+			t.Errorf("Batch result %d = id %q error %v, want id %q", i, v.ID, err, ids[i])
+		}
+	}
+	if n := s.sim.Requests(); n.Batches != 3 || n.Throttled != 0 {
+		t.Errorf("Batch(5 ops) at 2 calls per window made %d batch requests with %d refused, want 3 (2, 2, 1) and none refused",
+			n.Batches, n.Throttled)
 	}
 }

@@ -40,10 +40,15 @@ func (c *Client) call(ctx context.Context, req request) (*response, error) {
 	}
 	l := c.scope(req.token)
 	for attempt := 0; ; attempt++ {
-		if err := c.throttle(ctx, l, max(1, req.calls)); err != nil {
+		s, err := c.throttle(ctx, l, max(1, req.calls))
+		if err != nil {
 			return nil, err
 		}
-		resp, header, err := c.roundTrip(ctx, req)
+		resp, header, answered, err := c.roundTrip(ctx, req)
+		if answered.IsZero() {
+			answered = time.Now()
+		}
+		s.done(answered)
 		if header != nil {
 			c.observe(l, header)
 		}
@@ -75,12 +80,13 @@ func (c *Client) call(ctx context.Context, req request) (*response, error) {
 }
 
 // roundTrip makes one HTTP attempt. The header of any answer comes back for the usage
-// headers, also with an error.
-func (c *Client) roundTrip(ctx context.Context, req request) (*response, http.Header, error) {
+// headers, also with an error, and so does the time the answer began to arrive (zero
+// without one).
+func (c *Client) roundTrip(ctx context.Context, req request) (_ *response, _ http.Header, answered time.Time, _ error) {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+		return nil, nil, time.Time{}, ctx.Err()
 	}
 	defer func() { <-c.sem }()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
@@ -100,7 +106,7 @@ func (c *Client) roundTrip(ctx context.Context, req request) (*response, http.He
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.method, u, body)
 	if err != nil {
-		return nil, nil, fmt.Errorf("build %s request %s: %w", req.kind, req.path, err)
+		return nil, nil, time.Time{}, fmt.Errorf("build %s request %s: %w", req.kind, req.path, err)
 	}
 	if req.method == http.MethodPost {
 		hr.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -115,16 +121,16 @@ func (c *Client) roundTrip(ctx context.Context, req request) (*response, http.He
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, nil, fmt.Errorf("%s %s: %w", req.method, req.path, err)
+		return nil, nil, time.Time{}, fmt.Errorf("%s %s: %w", req.method, req.path, err)
 	}
 	defer res.Body.Close()
-	start := time.Now()
+	answered = time.Now()
 	b, err := io.ReadAll(io.LimitReader(res.Body, maxBody))
 	if err != nil {
-		return nil, res.Header, fmt.Errorf("read answer of %s %s after %s: %w", req.method, req.path, time.Since(start), err)
+		return nil, res.Header, answered, fmt.Errorf("read answer of %s %s after %s: %w", req.method, req.path, time.Since(answered), err)
 	}
 	if res.StatusCode != http.StatusOK {
-		return nil, res.Header, decodeError(res.StatusCode, res.Header, b)
+		return nil, res.Header, answered, decodeError(res.StatusCode, res.Header, b)
 	}
-	return &response{header: res.Header, body: b}, res.Header, nil
+	return &response{header: res.Header, body: b}, res.Header, answered, nil
 }

@@ -7,10 +7,13 @@
 //
 // Guarantees:
 //   - Every call takes a context; HTTP requests in flight are bounded by MaxConcurrency.
-//   - Each token (one Page for a Page token) gets a token bucket at PageRate calls per
-//     second, every batch operation counting as one call. Usage headers at or above
-//     UsageHigh pause that token before Meta blocks it; rate-limit codes pause it for
-//     estimated_time_to_regain_access, else for an exponential backoff with jitter.
+//   - Each token (one Page for a Page token) gets a sliding window: at most PageRate
+//     calls in any second (PageWindow), each counted from when its answer came back, so
+//     however late Meta counts a call it cannot see more; every batch operation counts
+//     as one call and no batch request holds more operations than a window allows.
+//     Usage headers at or above UsageHigh pause that token before Meta blocks it;
+//     rate-limit codes pause it for estimated_time_to_regain_access, else for an
+//     exponential backoff with jitter.
 //   - Transient failures (HTTP 5xx, codes 1 and 2, is_transient, null batch entries,
 //     network errors) are retried with backoff and jitter, at most MaxRetries times.
 //   - Token and permission problems (codes 190, 102, 10, 200-299) are never retried and
@@ -23,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -40,11 +44,19 @@ type Config struct {
 	MaxConcurrency int           // GRAPH_API_MAX_CONCURRENCY: HTTP requests in flight
 	MaxRetries     int           // GRAPH_API_MAX_RETRIES: retries of one call or batch operation
 	PageRate       float64       // GRAPH_API_PAGE_RATE: calls per second per token (Meta: 2 per Page)
-	// PageBurst (GRAPH_API_PAGE_BURST) is the calls the bucket holds. 1 spaces every call
-	// by 1/PageRate: with a larger burst, network jitter makes calls arrive closer than
-	// Meta allows, and a block (code 80001) costs far more (BenchmarkLoadBackfill).
-	PageBurst int
-	PageSize  int // GRAPH_API_PAGE_SIZE: limit of conversations listings
+	// PageWindow (GRAPH_API_PAGE_WINDOW) is the window PageRate is kept over, read
+	// strictly: at most PageRate × PageWindow calls (rounded down, at least 1) in any
+	// window of their time at PageRate, each counted from when its answer came back
+	// (Meta counts it before answering, however late). With the defaults, 2 calls in any
+	// second: a chain of calls answered in 50 ms goes out at 0, 0.05 s, 1.07 s, 1.12 s, …
+	// (the margin included) rather than every half second, and no delay on the way can
+	// put three in one second.
+	PageWindow time.Duration
+	// PageWindowMargin (GRAPH_API_PAGE_WINDOW_MARGIN) lengthens each window against skew
+	// between the clocks of Meta's servers, which may count two calls of a token apart:
+	// a block (code 80001) costs far more than the margin (BenchmarkLoadBackfill).
+	PageWindowMargin time.Duration
+	PageSize         int // GRAPH_API_PAGE_SIZE: limit of conversations listings
 	// BackoffBase and BackoffMax bound the retries of transient failures.
 	BackoffBase time.Duration // GRAPH_API_BACKOFF_BASE
 	BackoffMax  time.Duration // GRAPH_API_BACKOFF_MAX
@@ -63,7 +75,8 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		BaseURL: "https://graph.facebook.com", Version: "v21.0", Timeout: 30 * time.Second,
-		MaxConcurrency: 8, MaxRetries: 6, PageRate: 2, PageBurst: 1, PageSize: 25,
+		MaxConcurrency: 8, MaxRetries: 6, PageRate: 2, PageWindow: time.Second,
+		PageWindowMargin: 20 * time.Millisecond, PageSize: 25,
 		BackoffBase: 500 * time.Millisecond, BackoffMax: 30 * time.Second,
 		RateLimitBase: time.Minute, RateLimitMax: time.Hour,
 		UsageHigh: 80, UsagePause: 30 * time.Second, ProfileCacheSize: 100_000,
@@ -86,8 +99,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("GRAPH_API_MAX_RETRIES must be at least 0, got %d", c.MaxRetries)
 	case c.PageRate <= 0:
 		return fmt.Errorf("GRAPH_API_PAGE_RATE must be positive (Meta allows 2 per Page), got %v", c.PageRate)
-	case c.PageBurst < 1:
-		return fmt.Errorf("GRAPH_API_PAGE_BURST must be at least 1, got %d", c.PageBurst)
+	case c.PageWindow <= 0:
+		return fmt.Errorf("GRAPH_API_PAGE_WINDOW must be positive, got %s", c.PageWindow)
+	case c.PageWindowMargin < 0 || c.PageWindowMargin >= c.PageWindow:
+		return fmt.Errorf("GRAPH_API_PAGE_WINDOW_MARGIN must be at least 0 and less than GRAPH_API_PAGE_WINDOW (%s), got %s",
+			c.PageWindow, c.PageWindowMargin)
 	case c.PageSize < 1 || c.PageSize > 200:
 		return fmt.Errorf("GRAPH_API_PAGE_SIZE must be between 1 and 200, got %d", c.PageSize)
 	case c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase:
@@ -102,6 +118,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("GRAPH_API_PROFILE_CACHE_SIZE must be at least 1, got %d", c.ProfileCacheSize)
 	}
 	return nil
+}
+
+// window is the per-token limit: n calls in any w, w the time of n calls at PageRate
+// (PageWindow when PageRate × PageWindow is whole) plus the margin.
+func (c Config) window() (n int, w time.Duration) {
+	n = max(1, int(math.Floor(c.PageRate*c.PageWindow.Seconds()+1e-9)))
+	return n, time.Duration(float64(n)/c.PageRate*float64(time.Second)) + c.PageWindowMargin
 }
 
 func validVersion(v string) bool {
@@ -126,7 +149,11 @@ type Client struct {
 	metrics *metrics
 	root    string        // "{base}/{version}/"
 	sem     chan struct{} // HTTP requests in flight
-	app     *limiter      // pauses of the whole app (code 4, X-App-Usage)
+	// pageCalls calls start in any pageWindow per token (PageRate, PageWindow and the
+	// margin); pageCalls also bounds the operations of one batch request.
+	pageCalls  int
+	pageWindow time.Duration
+	app        *limiter // pauses of the whole app (code 4, X-App-Usage)
 
 	mu     sync.Mutex
 	scopes map[string]*limiter // by token fingerprint
@@ -153,10 +180,12 @@ func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *sl
 	if err != nil {
 		return nil, err
 	}
+	n, w := cfg.window()
 	return &Client{
 		cfg: cfg, http: httpClient, log: log, metrics: m,
-		root:     strings.TrimRight(cfg.BaseURL, "/") + "/" + cfg.Version + "/",
-		sem:      make(chan struct{}, cfg.MaxConcurrency),
+		root:      strings.TrimRight(cfg.BaseURL, "/") + "/" + cfg.Version + "/",
+		sem:       make(chan struct{}, cfg.MaxConcurrency),
+		pageCalls: n, pageWindow: w,
 		app:      newLimiter(0, 0),
 		scopes:   map[string]*limiter{},
 		profiles: newNameCache(cfg.ProfileCacheSize),

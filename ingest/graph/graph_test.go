@@ -3,7 +3,9 @@ package graph
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +22,18 @@ type server struct {
 	failNext atomic.Int64 // requests still to answer 503
 	attempts atomic.Int64 // HTTP requests seen
 	leaks    atomic.Int64 // requests with access_token in the URL
+	holdNext atomic.Int64 // requests still to hold for holdFor before the simulator sees them
+	holdFor  atomic.Int64 // nanoseconds
+
+	mu       sync.Mutex
+	arrivals []time.Time // when each request arrived
+}
+
+// arrived returns when each request arrived, in order.
+func (s *server) arrived() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.arrivals)
 }
 
 func newServer(t *testing.T, cfg graphsim.Config) *server {
@@ -32,8 +46,14 @@ func newServer(t *testing.T, cfg graphsim.Config) *server {
 	h := sim.Handler()
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.attempts.Add(1)
+		s.mu.Lock()
+		s.arrivals = append(s.arrivals, time.Now())
+		s.mu.Unlock()
 		if r.URL.Query().Has("access_token") {
 			s.leaks.Add(1)
+		}
+		if s.holdNext.Add(-1) >= 0 {
+			time.Sleep(time.Duration(s.holdFor.Load())) // a request held up on its way
 		}
 		if s.failNext.Add(-1) >= 0 {
 			http.Error(w, "<html>bad gateway</html>", http.StatusServiceUnavailable)
@@ -61,7 +81,7 @@ func testConfig(url string) Config {
 	cfg := Defaults()
 	cfg.BaseURL = url
 	cfg.Timeout = 5 * time.Second
-	cfg.PageRate, cfg.PageBurst = 1000, 100
+	cfg.PageRate = 1000
 	cfg.PageSize = 5
 	cfg.MaxRetries = 8
 	cfg.BackoffBase, cfg.BackoffMax = time.Millisecond, 5*time.Millisecond
@@ -93,7 +113,8 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"zero concurrency", func(c *Config) { c.MaxConcurrency = 0 }, "GRAPH_API_MAX_CONCURRENCY"},
 		{"negative retries", func(c *Config) { c.MaxRetries = -1 }, "GRAPH_API_MAX_RETRIES"},
 		{"zero page rate", func(c *Config) { c.PageRate = 0 }, "GRAPH_API_PAGE_RATE"},
-		{"zero burst", func(c *Config) { c.PageBurst = 0 }, "GRAPH_API_PAGE_BURST"},
+		{"zero window", func(c *Config) { c.PageWindow = 0 }, "GRAPH_API_PAGE_WINDOW"},
+		{"margin as long as the window", func(c *Config) { c.PageWindowMargin = c.PageWindow }, "GRAPH_API_PAGE_WINDOW_MARGIN"},
 		{"page size too big", func(c *Config) { c.PageSize = 500 }, "GRAPH_API_PAGE_SIZE"},
 		{"backoff base over max", func(c *Config) { c.BackoffBase = time.Hour }, "GRAPH_API_BACKOFF_BASE"},
 		{"rate-limit base zero", func(c *Config) { c.RateLimitBase = 0 }, "GRAPH_API_RATE_LIMIT_BACKOFF_BASE"},

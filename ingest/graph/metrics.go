@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"outcome"}),
 		throttleWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "convsync_graph_throttle_waits_total",
-			Help: "Times a call waited before going out, by reason (rate: the per-token bucket, pause: usage headers or a rate-limit answer).",
+			Help: "Times a call waited before going out, by reason (rate: the per-token window, pause: usage headers or a rate-limit answer).",
 		}, []string{"reason"}),
 		throttleSeconds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "convsync_graph_throttle_wait_seconds_total",

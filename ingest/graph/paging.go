@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,15 +31,35 @@ type Party struct {
 	Email string
 }
 
+// Folder is a folder of a Page's conversations (spec 4.1).
+type Folder string
+
+// The folders. A conversations listing covers FolderInbox unless asked for another:
+// threads moved to Done, Other or Spam are only in theirs.
+const (
+	FolderInbox Folder = "inbox"
+	FolderOther Folder = "other"
+	FolderDone  Folder = "page_done"
+	FolderSpam  Folder = "spam"
+)
+
+// Folders returns every folder, the inbox first: what a complete backfill lists.
+func Folders() []Folder { return []Folder{FolderInbox, FolderOther, FolderDone, FolderSpam} }
+
 // Conversation is one thread of a Page's conversations listing.
 type Conversation struct {
 	ID           string // t_…
+	Folder       Folder // when the fields asked for folder
 	UpdatedTime  time.Time
 	MessageCount int
 	UnreadCount  int
 	Snippet      string
 	Participants []Party
-	Raw          json.RawMessage // as Graph sent it
+	// Messages is the messages field expansion (messages.limit(n){…}), newest first, and
+	// Expanded says the answer carried it.
+	Messages []Message
+	Expanded bool
+	Raw      json.RawMessage // as Graph sent it
 }
 
 // PSID returns the participant that is not the Page: the user of the thread.
@@ -87,11 +108,12 @@ func (a Account) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("page_id", a.ID), slog.String("name", a.Name))
 }
 
-// Conversations lists a Page's Messenger threads, most recently updated first, following
-// paging.next until it is absent or a thread's updated_time is before since (zero: list
-// all). fields nil means ConversationFields; updated_time is always asked for. An error
-// is yielded last, wrapped with the Page id.
-func (c *Client) Conversations(ctx context.Context, pageID, token string, since time.Time, fields []string) iter.Seq2[Conversation, error] {
+// Conversations lists a Page's Messenger threads of one folder ("" or FolderInbox: the
+// inbox, Graph's default listing), most recently updated first, following paging.next
+// until it is absent or a thread's updated_time is before since (zero: list all).
+// fields nil means ConversationFields; updated_time is always asked for. An error is
+// yielded last, wrapped with the Page id and the folder.
+func (c *Client) Conversations(ctx context.Context, pageID, token string, folder Folder, since time.Time, fields []string) iter.Seq2[Conversation, error] {
 	if fields == nil {
 		fields = ConversationFields
 	}
@@ -100,6 +122,12 @@ func (c *Client) Conversations(ctx context.Context, pageID, token string, since 
 		fs += ",updated_time"
 	}
 	q := url.Values{"platform": {"messenger"}, "limit": {strconv.Itoa(c.cfg.PageSize)}, "fields": {fs}}
+	if folder == "" {
+		folder = FolderInbox
+	}
+	if folder != FolderInbox { // the inbox is the listing without folder=, as every integrator calls it
+		q.Set("folder", string(folder))
+	}
 	return listing(ctx, c, kindConversations, token, url.PathEscape(pageID)+"/conversations", q,
 		func(raw json.RawMessage) (Conversation, bool, error) {
 			v, err := decodeConversation(raw)
@@ -108,7 +136,9 @@ func (c *Client) Conversations(ctx context.Context, pageID, token string, since 
 			}
 			return v, since.IsZero() || !v.UpdatedTime.Before(since), nil
 		},
-		func(err error) error { return fmt.Errorf("list conversations of page %s: %w", pageID, err) })
+		func(err error) error {
+			return fmt.Errorf("list conversations of page %s folder %s: %w", pageID, folder, err)
+		})
 }
 
 // Messages lists a thread's messages newest first, limit per request (0: Graph's
@@ -224,6 +254,16 @@ func hasField(fields []string, name string) bool {
 type ID string
 
 func (id *ID) UnmarshalJSON(b []byte) error {
+	// The decoder hands over a valid JSON value: a plain string or a number literal is
+	// taken as it is, without a second decode (a backfill decodes millions of ids).
+	if s, ok := plainString(b); ok {
+		*id = ID(s)
+		return nil
+	}
+	if len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')) {
+		*id = ID(b)
+		return nil
+	}
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err == nil {
 		*id = ID(n.String())
@@ -242,6 +282,12 @@ func (id *ID) UnmarshalJSON(b []byte) error {
 type Time time.Time
 
 func (t *Time) UnmarshalJSON(b []byte) error {
+	if s, ok := plainString(b); ok {
+		if v, err := time.Parse(timeLayout, s); err == nil {
+			*t = Time(v.UTC())
+			return nil
+		}
+	}
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err == nil {
 		sec, err := n.Int64()
@@ -265,6 +311,15 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// plainString returns the content of a JSON string without escapes.
+func plainString(b []byte) (string, bool) {
+	n := len(b)
+	if n < 2 || b[0] != '"' || b[n-1] != '"' || bytes.IndexByte(b[1:n-1], '\\') >= 0 {
+		return "", false
+	}
+	return string(b[1 : n-1]), true
+}
+
 type wireParty struct {
 	ID    ID     `json:"id"`
 	Name  string `json:"name"`
@@ -282,6 +337,7 @@ func parties(ps []wireParty) []Party {
 func decodeConversation(raw json.RawMessage) (Conversation, error) {
 	var v struct {
 		ID           ID     `json:"id"`
+		Folder       Folder `json:"folder"`
 		UpdatedTime  Time   `json:"updated_time"`
 		MessageCount int    `json:"message_count"`
 		UnreadCount  int    `json:"unread_count"`
@@ -289,12 +345,27 @@ func decodeConversation(raw json.RawMessage) (Conversation, error) {
 		Participants struct {
 			Data []wireParty `json:"data"`
 		} `json:"participants"`
+		Messages *struct {
+			Data []json.RawMessage `json:"data"`
+		} `json:"messages"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return Conversation{}, fmt.Errorf("decode conversation: %w", err)
 	}
-	return Conversation{ID: string(v.ID), UpdatedTime: time.Time(v.UpdatedTime), MessageCount: v.MessageCount,
-		UnreadCount: v.UnreadCount, Snippet: v.Snippet, Participants: parties(v.Participants.Data), Raw: raw}, nil
+	c := Conversation{ID: string(v.ID), Folder: v.Folder, UpdatedTime: time.Time(v.UpdatedTime), MessageCount: v.MessageCount,
+		UnreadCount: v.UnreadCount, Snippet: v.Snippet, Participants: parties(v.Participants.Data), Raw: raw}
+	if v.Messages != nil {
+		c.Expanded = true
+		c.Messages = make([]Message, 0, len(v.Messages.Data))
+		for _, r := range v.Messages.Data {
+			m, err := DecodeMessage(r)
+			if err != nil {
+				return Conversation{}, fmt.Errorf("decode messages of conversation %s: %w", c.ID, err)
+			}
+			c.Messages = append(c.Messages, m)
+		}
+	}
+	return c, nil
 }
 
 // DecodeMessage decodes one message object as Graph returns it, alone or nested in a

@@ -2,6 +2,8 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,10 +21,11 @@ type convView struct {
 	Name         string
 }
 
-func walkConversations(t *testing.T, c *Client, pageID, token string, since time.Time) ([]convView, error) {
+// walkConversations lists one folder of a Page ("": the default listing, the inbox).
+func walkConversations(t *testing.T, c *Client, pageID, token string, folder Folder, since time.Time) ([]convView, error) {
 	t.Helper()
 	var got []convView
-	for conv, err := range c.Conversations(context.Background(), pageID, token, since, nil) {
+	for conv, err := range c.Conversations(context.Background(), pageID, token, folder, since, nil) {
 		if err != nil {
 			return got, err
 		}
@@ -32,9 +35,16 @@ func walkConversations(t *testing.T, c *Client, pageID, token string, since time
 	return got, nil
 }
 
-func simConversations(sim *graphsim.Sim, pageID string, since time.Time) []convView {
+// simConversations is what a walk of one folder ("": the inbox) should give.
+func simConversations(sim *graphsim.Sim, pageID string, folder Folder, since time.Time) []convView {
+	if folder == "" {
+		folder = FolderInbox
+	}
 	var want []convView
 	for _, c := range sim.Conversations(pageID) {
+		if c.Folder != string(folder) {
+			continue
+		}
 		if c.UpdatedTime.Before(since) {
 			break
 		}
@@ -46,25 +56,25 @@ func simConversations(sim *graphsim.Sim, pageID string, since time.Time) []convV
 func TestConversations(t *testing.T) {
 	s := newServer(t, simConfig())
 	page := s.sim.Pages()[0]
-	all := s.sim.Conversations(page.ID)
+	all := simConversations(s.sim, page.ID, FolderInbox, time.Time{})
 	tests := []struct {
 		name  string
 		since time.Time
 	}{
 		{"full walk", time.Time{}},
-		{"incremental since the 7th thread", all[6].UpdatedTime},
-		{"incremental since the newest", all[0].UpdatedTime},
-		{"since after everything", all[0].UpdatedTime.Add(time.Hour)},
+		{"incremental since the 7th thread", all[6].Updated},
+		{"incremental since the newest", all[0].Updated},
+		{"since after everything", all[0].Updated.Add(time.Hour)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newClient(t, testConfig(s.srv.URL))
 			s.sim.ResetRequests()
-			got, err := walkConversations(t, c, page.ID, page.AccessToken, tt.since)
+			got, err := walkConversations(t, c, page.ID, page.AccessToken, "", tt.since)
 			if err != nil {
 				t.Fatalf("Conversations(%s) error = %v", page.ID, err)
 			}
-			want := simConversations(s.sim, page.ID, tt.since)
+			want := simConversations(s.sim, page.ID, FolderInbox, tt.since)
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Conversations(%s, since %v) differs from the simulator (-want +got):\n%s", page.ID, tt.since, diff)
 			}
@@ -74,6 +84,46 @@ func TestConversations(t *testing.T) {
 				t.Errorf("Conversations(since %v) made %d requests, want %d", tt.since, n, wantReq)
 			}
 		})
+	}
+}
+
+// Each folder is its own listing: the inbox without folder=, the others with it, each
+// giving that folder's threads alone, incrementally too.
+func TestConversationsOfEachFolder(t *testing.T) {
+	cfg := simConfig()
+	cfg.FolderShare = 0.25 // 20 threads: 5 in each folder
+	s := newServer(t, cfg)
+	page := s.sim.Pages()[1]
+	c := newClient(t, testConfig(s.srv.URL))
+	seen := 0
+	for _, folder := range Folders() {
+		want := simConversations(s.sim, page.ID, folder, time.Time{})
+		if len(want) != 5 {
+			t.Fatalf("the simulator has %d threads in %s, want 5", len(want), folder)
+		}
+		for _, since := range []time.Time{{}, want[2].Updated} {
+			got, err := walkConversations(t, c, page.ID, page.AccessToken, folder, since)
+			if err != nil {
+				t.Fatalf("Conversations(%s, %s) error = %v", page.ID, folder, err)
+			}
+			if diff := cmp.Diff(simConversations(s.sim, page.ID, folder, since), got); diff != "" {
+				t.Errorf("Conversations(%s, %s, since %v) differs from the simulator (-want +got):\n%s", page.ID, folder, since, diff)
+			}
+		}
+		seen += len(want)
+	}
+	if all := len(s.sim.Conversations(page.ID)); seen != all {
+		t.Errorf("the folders hold %d threads together, want all %d", seen, all)
+	}
+	var folders []Folder
+	for conv, err := range c.Conversations(context.Background(), page.ID, page.AccessToken, FolderSpam, time.Time{}, []string{"id", "folder"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		folders = append(folders, conv.Folder)
+	}
+	if len(folders) != 5 || folders[0] != FolderSpam {
+		t.Errorf("Conversations(spam) with the folder field gave folders %v, want 5 times spam", folders)
 	}
 }
 
@@ -150,7 +200,7 @@ func TestExpiredTokenStopsOnlyItsPage(t *testing.T) {
 	errs := make([]error, len(pages))
 	var wg sync.WaitGroup
 	for i, p := range pages {
-		wg.Go(func() { got[i], errs[i] = walkConversations(t, c, p.ID, p.AccessToken, time.Time{}) })
+		wg.Go(func() { got[i], errs[i] = walkConversations(t, c, p.ID, p.AccessToken, "", time.Time{}) })
 	}
 	wg.Wait()
 	for i, p := range pages {
@@ -167,11 +217,79 @@ func TestExpiredTokenStopsOnlyItsPage(t *testing.T) {
 		if errs[i] != nil {
 			t.Errorf("Conversations(%s) error = %v, want nil: another page's token expired", p.ID, errs[i])
 		}
-		if diff := cmp.Diff(simConversations(s.sim, p.ID, time.Time{}), got[i]); diff != "" {
+		if diff := cmp.Diff(simConversations(s.sim, p.ID, "", time.Time{}), got[i]); diff != "" {
 			t.Errorf("Conversations(%s) differs from the simulator (-want +got):\n%s", p.ID, diff)
 		}
 	}
 	if n := s.attempts.Load(); n != 1+2*4 {
 		t.Errorf("walks made %d HTTP requests, want 9: a token error is not retried", n)
+	}
+}
+
+// The messages field expansion is decoded with the conversation, and Expanded tells an
+// answer without it from one with no messages.
+func TestDecodeConversationExpansion(t *testing.T) {
+	tests := []struct {
+		raw      string
+		expanded bool
+		mids     []string
+	}{
+		{`{"id":"t_1","messages":{"data":[{"id":"m_a","created_time":"2026-01-02T03:04:05+0000","message":"Hi"},{"id":"m_b","created_time":1767323045}]}}`,
+			true, []string{"m_a", "m_b"}},
+		{`{"id":"t_2","messages":{"data":[]}}`, true, nil},
+		{`{"id":"t_3"}`, false, nil},
+	}
+	for _, tt := range tests {
+		c, err := decodeConversation(json.RawMessage(tt.raw))
+		if err != nil {
+			t.Fatalf("decodeConversation(%s) error = %v", tt.raw, err)
+		}
+		var mids []string
+		for _, m := range c.Messages {
+			mids = append(mids, m.ID)
+		}
+		if c.Expanded != tt.expanded || !slices.Equal(mids, tt.mids) {
+			t.Errorf("decodeConversation(%s) = expanded %v messages %v, want %v %v", tt.raw, c.Expanded, mids, tt.expanded, tt.mids)
+		}
+	}
+	if _, err := decodeConversation(json.RawMessage(`{"id":"t_4","messages":{"data":[{"id":"m_c","created_time":"yesterday"}]}}`)); err == nil {
+		t.Error("decodeConversation with a message time that does not parse = nil error, want one")
+	}
+}
+
+// Ids and times decode from every form Graph uses (spec section 0), the fast paths for
+// plain strings and numbers included.
+func TestIDAndTimeDecode(t *testing.T) {
+	ids := map[string]ID{
+		`"t_5520000000000031"`: "t_5520000000000031",
+		`104400000000001`:      "104400000000001",
+		`123456789012345678`:   "123456789012345678", // never through a float64
+		`"m_\u0061b"`:          "m_ab",
+	}
+	for in, want := range ids {
+		var got ID
+		if err := json.Unmarshal([]byte(in), &got); err != nil || got != want {
+			t.Errorf("ID from %s = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	at := time.Date(2024, 3, 5, 9, 12, 44, 0, time.UTC)
+	times := map[string]time.Time{
+		`"2024-03-05T09:12:44+0000"`:      at,
+		`"2024-03-05T11:12:44+0200"`:      at,
+		`"2024-03-05T09:12:44Z"`:          at,
+		`"2024-03-05T09:12:44\u002b0000"`: at,
+		`1709629964`:                      at,
+	}
+	for in, want := range times {
+		var got Time
+		if err := json.Unmarshal([]byte(in), &got); err != nil || !time.Time(got).Equal(want) || time.Time(got).Location() != time.UTC {
+			t.Errorf("Time from %s = %v, %v; want %v in UTC", in, time.Time(got), err, want)
+		}
+	}
+	for _, in := range []string{`"yesterday"`, `1.5`, `true`} {
+		var got Time
+		if err := json.Unmarshal([]byte(in), &got); err == nil {
+			t.Errorf("Time from %s = %v, want an error", in, time.Time(got))
+		}
 	}
 }

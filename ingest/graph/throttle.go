@@ -11,49 +11,104 @@ import (
 	"time"
 )
 
-// limiter paces the calls of one scope (a token, or the whole app): a token bucket
-// that may go into debt, so waiters queue in order, plus a pause set by usage headers
-// and rate-limit answers. Calls made while throttled extend Meta's block, so a pause
-// stops every call of the scope, not just the one that was refused.
+// limiter paces the calls of one scope (a token, or the whole app): a sliding window
+// of at most n calls, plus a pause set by usage headers and rate-limit answers. Calls
+// made while throttled extend Meta's block, so a pause stops every call of the scope,
+// not just the one that was refused.
+//
+// The window counts each call from when its answer came back, not from when it left:
+// Meta counts a call somewhere in between, and under load (the caller's, the network's
+// or Meta's) that can be hundreds of milliseconds after it left, so a window counted
+// from departures needs a margin as long as the worst delay. A call may leave once the
+// call n places before it, and every call before that one, was answered a window ago
+// (plus the margin, against skew between Meta's clocks); while one of them is in
+// flight, it waits for it.
 type limiter struct {
 	mu     sync.Mutex
-	rate   float64 // calls per second; 0: no bucket, pauses only
-	burst  float64
-	tokens float64
-	last   time.Time
-	until  time.Time // paused until
+	n      int           // calls per window; 0: no window, pauses only
+	window time.Duration // its length, margin included
+	calls  []*slot       // calls in the order they were given a start, the last n and any older in flight
+	floor  time.Time     // the latest answer of the older calls dropped from calls
+	ended  chan struct{} // closed and replaced when a call is answered; nil when nobody waits
+	until  time.Time     // paused until
 }
 
-func newLimiter(rate float64, burst int) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), tokens: float64(burst)}
+// slot is one call, or the operations of one batch request, in a limiter's window.
+type slot struct {
+	l   *limiter
+	end time.Time // when its answer came back; zero while in flight
 }
 
-// reserve takes n calls and says how long to wait before making them, and whether the
-// wait comes from a pause rather than the bucket.
-func (l *limiter) reserve(now time.Time, n int) (time.Duration, bool) {
+func newLimiter(n int, window time.Duration) *limiter {
+	return &limiter{n: n, window: window}
+}
+
+// pausedUntil says until when the scope is paused, if it is.
+func (l *limiter) pausedUntil(now time.Time) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	at := now
-	paused := l.until.After(now)
+	return l.until, l.until.After(now)
+}
+
+// reserve takes k calls that start together (a batch's operations; more than n count as
+// n, and Batch never sends more). It returns when they may start, whether a pause rather
+// than the window decides it, and their slot, to end once they are answered. When a call
+// they must follow is still in flight it returns instead a channel closed when a call is
+// answered: wait on it, then ask again.
+func (l *limiter) reserve(now time.Time, k int) (at time.Time, paused bool, s *slot, wait <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, paused = now, l.until.After(now)
 	if paused {
 		at = l.until
 	}
-	if l.rate <= 0 {
-		return at.Sub(now), paused
+	if l.n <= 0 {
+		return at, paused, nil, nil
 	}
-	if l.last.IsZero() {
-		l.last = at
+	k = min(max(k, 1), l.n)
+	last := l.floor
+	for _, c := range l.calls[:max(0, len(l.calls)+k-l.n)] {
+		if c.end.IsZero() {
+			if l.ended == nil {
+				l.ended = make(chan struct{})
+			}
+			return time.Time{}, false, nil, l.ended
+		}
+		if c.end.After(last) {
+			last = c.end
+		}
 	}
-	if at.After(l.last) {
-		l.tokens = min(l.burst, l.tokens+at.Sub(l.last).Seconds()*l.rate)
-		l.last = at
+	if t := last.Add(l.window); !last.IsZero() && t.After(at) {
+		at = t
 	}
-	l.tokens -= float64(n)
-	wait := at.Sub(now)
-	if l.tokens < 0 {
-		wait += time.Duration(-l.tokens / l.rate * float64(time.Second))
+	s = &slot{l: l}
+	for range k {
+		l.calls = append(l.calls, s)
 	}
-	return wait, paused
+	for len(l.calls) > l.n && !l.calls[0].end.IsZero() {
+		if e := l.calls[0].end; e.After(l.floor) {
+			l.floor = e
+		}
+		l.calls = l.calls[1:]
+	}
+	return at, paused, s, nil
+}
+
+// done records when the slot's calls were answered (or gave up). nil does nothing.
+func (s *slot) done(at time.Time) {
+	if s == nil {
+		return
+	}
+	l := s.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.end.IsZero() {
+		s.end = at
+	}
+	if l.ended != nil {
+		close(l.ended)
+		l.ended = nil
+	}
 }
 
 // pause stops the scope's calls until now+d at least.
@@ -74,7 +129,7 @@ func (c *Client) scope(token string) *limiter {
 	defer c.mu.Unlock()
 	l := c.scopes[key]
 	if l == nil {
-		l = newLimiter(c.cfg.PageRate, c.cfg.PageBurst)
+		l = newLimiter(c.pageCalls, c.pageWindow)
 		c.scopes[key] = l
 	}
 	return l
@@ -82,27 +137,46 @@ func (c *Client) scope(token string) *limiter {
 
 // Reasons for a throttle wait, the values of the reason label.
 const (
-	waitRate  = "rate"  // the token bucket at PageRate
+	waitRate  = "rate"  // the per-token window
 	waitPause = "pause" // usage headers or a rate-limit answer
 )
 
-// throttle waits until n calls of scope l may go out.
-func (c *Client) throttle(ctx context.Context, l *limiter, n int) error {
-	now := time.Now()
-	d, paused := l.reserve(now, n)
-	if ad, _ := c.app.reserve(now, 0); ad > d {
-		d, paused = ad, true
+// throttle waits until n calls of scope l may go out and returns their slot: end it
+// when they are answered, or do not go out.
+func (c *Client) throttle(ctx context.Context, l *limiter, n int) (*slot, error) {
+	start := time.Now()
+	reason := ""
+	for {
+		now := time.Now()
+		at, paused, s, wait := l.reserve(now, n)
+		if wait != nil { // a call it follows is in flight
+			reason = waitRate
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if app, ok := c.app.pausedUntil(now); ok && app.After(at) {
+			at, paused = app, true
+		}
+		if d := at.Sub(now); d > 0 {
+			reason = waitRate
+			if paused {
+				reason = waitPause
+			}
+			if err := sleep(ctx, d); err != nil {
+				s.done(time.Now())
+				return nil, err
+			}
+		}
+		if reason != "" {
+			c.metrics.throttleWaits.WithLabelValues(reason).Inc()
+			c.metrics.throttleSeconds.Add(time.Since(start).Seconds())
+		}
+		return s, nil
 	}
-	if d <= 0 {
-		return nil
-	}
-	reason := waitRate
-	if paused {
-		reason = waitPause
-	}
-	c.metrics.throttleWaits.WithLabelValues(reason).Inc()
-	c.metrics.throttleSeconds.Add(d.Seconds())
-	return sleep(ctx, d)
 }
 
 // usage is what the usage headers of one answer say.

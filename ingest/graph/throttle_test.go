@@ -14,18 +14,18 @@ import (
 // walk ends with the same data.
 func TestStormSlowsTheWalk(t *testing.T) {
 	cfg := simConfig()
-	cfg.PerPageRate, cfg.PerPageBurst = 200, 10
+	cfg.PerPageCalls, cfg.PerPageWindow = 10, 50*time.Millisecond
 	s := newServer(t, cfg)
 	page := s.sim.Pages()[0]
 	ccfg := testConfig(s.srv.URL)
-	ccfg.PageRate, ccfg.PageBurst = 100, 5
+	ccfg.PageRate, ccfg.PageWindow, ccfg.PageWindowMargin = 100, 50*time.Millisecond, 5*time.Millisecond
 	c := newClient(t, ccfg)
 	s.sim.Storm(30 * time.Millisecond)
-	got, err := walkConversations(t, c, page.ID, page.AccessToken, time.Time{})
+	got, err := walkConversations(t, c, page.ID, page.AccessToken, "", time.Time{})
 	if err != nil {
 		t.Fatalf("Conversations(%s) during a storm error = %v", page.ID, err)
 	}
-	if diff := cmp.Diff(simConversations(s.sim, page.ID, time.Time{}), got); diff != "" {
+	if diff := cmp.Diff(simConversations(s.sim, page.ID, "", time.Time{}), got); diff != "" {
 		t.Errorf("Conversations(%s) during a storm differs from the simulator (-want +got):\n%s", page.ID, diff)
 	}
 	if n := s.sim.Requests().Throttled; n == 0 {
@@ -61,7 +61,7 @@ func TestServerErrorsRetried(t *testing.T) {
 			c := newClient(t, cfg)
 			s.failNext.Store(tt.fail)
 			s.sim.FailEvery(tt.failEvery)
-			got, err := walkConversations(t, c, page.ID, page.AccessToken, time.Time{})
+			got, err := walkConversations(t, c, page.ID, page.AccessToken, "", time.Time{})
 			if tt.wantErr {
 				var e *APIError
 				if err == nil || !errors.As(err, &e) || e.HTTPStatus != http.StatusServiceUnavailable {
@@ -71,7 +71,7 @@ func TestServerErrorsRetried(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Conversations() error = %v, want nil after retries", err)
 				}
-				if diff := cmp.Diff(simConversations(s.sim, page.ID, time.Time{}), got); diff != "" {
+				if diff := cmp.Diff(simConversations(s.sim, page.ID, "", time.Time{}), got); diff != "" {
 					t.Errorf("Conversations() after retries differs from the simulator (-want +got):\n%s", diff)
 				}
 			}
@@ -113,36 +113,111 @@ func TestParseUsage(t *testing.T) {
 }
 
 func TestLimiter(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLimiter(2, 2)
-	steps := []struct {
-		at       time.Duration
-		n        int
-		pause    time.Duration
-		wantWait time.Duration
-	}{
-		{0, 1, 0, 0},
-		{0, 1, 0, 0},
-		{0, 1, 0, 500 * time.Millisecond},  // bucket empty: 2 per second
-		{0, 2, 0, 1500 * time.Millisecond}, // queued behind the previous debt
-		{3 * time.Second, 1, 0, 0},
-		{3 * time.Second, 1, 10 * time.Second, 10 * time.Second}, // paused
-	}
-	for i, s := range steps {
-		at := now.Add(s.at)
-		if s.pause > 0 {
-			l.pause(at, s.pause)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ms := time.Millisecond
+	l := newLimiter(2, time.Second)
+	reserve := func(step string, at time.Duration, k int, wantAt time.Duration, wantPaused bool) *slot {
+		t.Helper()
+		got, paused, s, wait := l.reserve(t0.Add(at), k)
+		if wait != nil || !got.Equal(t0.Add(wantAt)) || paused != wantPaused {
+			t.Fatalf("%s: reserve(%v, %d) = %v paused %v (must wait %v), want %v paused %v",
+				step, at, k, got.Sub(t0), paused, wait != nil, wantAt, wantPaused)
 		}
-		if got, _ := l.reserve(at, s.n); got != s.wantWait {
-			t.Errorf("step %d: reserve(%v, %d) = %v, want %v", i, s.at, s.n, got, s.wantWait)
+		return s
+	}
+	a := reserve("first call", 0, 1, 0, false)
+	a.done(t0.Add(50 * ms))
+	b := reserve("second call of the window", 50*ms, 1, 50*ms, false)
+	// A window after the first call's answer, not its departure.
+	c := reserve("third call", 60*ms, 1, 1050*ms, false)
+	if _, _, _, wait := l.reserve(t0.Add(70*ms), 1); wait == nil {
+		t.Fatal("fourth call while the second is in flight: reserve gave a start, want a wait for its answer")
+	} else {
+		b.done(t0.Add(100 * ms))
+		select {
+		case <-wait:
+		default:
+			t.Fatal("the second call's answer did not end the wait")
 		}
 	}
+	d := reserve("fourth call", 100*ms, 1, 1100*ms, false)
+	c.done(t0.Add(1300 * ms)) // a slow answer
+	d.done(t0.Add(1150 * ms))
+	e := reserve("fifth call", 1300*ms, 1, 2300*ms, false) // a window after the slow third
+	// A batch of 5 operations counts as a window's worth (2): it follows the fourth and
+	// the fifth, still in flight.
+	if _, _, _, wait := l.reserve(t0.Add(1310*ms), 5); wait == nil {
+		t.Fatal("a batch while the fifth call is in flight: reserve gave a start, want a wait")
+	}
+	e.done(t0.Add(2350 * ms))
+	f := reserve("a batch of 5", 2350*ms, 5, 3350*ms, false)
+	f.done(t0.Add(3400 * ms))
+	l.pause(t0.Add(3400*ms), 10*time.Second)
+	reserve("paused", 3400*ms, 1, 13400*ms, true)
+}
+
+// walkUnderWindow walks a page's inbox (17 threads, 3 a call: 6 calls) against a
+// simulator that keeps 2 calls in any w strictly, the client set to the same limit with
+// margin, the first request held up for hold before the simulator sees it. It checks the
+// walk's data and that no call was refused, and returns when the requests arrived.
+func walkUnderWindow(t *testing.T, w, margin, hold time.Duration) []time.Time {
+	t.Helper()
+	cfg := simConfig()
+	cfg.PerPageCalls, cfg.PerPageWindow = 2, w
+	s := newServer(t, cfg)
+	page := s.sim.Pages()[0]
+	ccfg := testConfig(s.srv.URL)
+	ccfg.PageRate, ccfg.PageWindow, ccfg.PageWindowMargin = 2/w.Seconds(), w, margin
+	ccfg.PageSize = 3
+	c := newClient(t, ccfg)
+	s.holdFor.Store(int64(hold))
+	s.holdNext.Store(1)
+	got, err := walkConversations(t, c, page.ID, page.AccessToken, "", time.Time{})
+	if err != nil {
+		t.Fatalf("Conversations(%s) error = %v", page.ID, err)
+	}
+	if diff := cmp.Diff(simConversations(s.sim, page.ID, "", time.Time{}), got); diff != "" {
+		t.Errorf("Conversations(%s) differs from the simulator (-want +got):\n%s", page.ID, diff)
+	}
+	if n := s.sim.Requests().Throttled; n != 0 {
+		t.Errorf("the simulator refused %d calls (first request held up %v), want none: the client keeps the window", n, hold)
+	}
+	starts := s.arrived()
+	if len(starts) != 6 {
+		t.Fatalf("the walk made %d requests, want 6", len(starts))
+	}
+	return starts
+}
+
+// Against a simulator that enforces the same window strictly, a walk is never refused,
+// never puts more calls in a window than allowed, and sends the second call of a window
+// right after the first instead of spacing every call evenly as a token bucket would.
+func TestWindowPacesAWalk(t *testing.T) {
+	const w = 400 * time.Millisecond
+	starts := walkUnderWindow(t, w, 20*time.Millisecond, 0)
+	for i := 2; i < len(starts); i++ {
+		if d := starts[i].Sub(starts[i-2]); d < w {
+			t.Errorf("requests %d and %d arrived %v apart, want at least the window %v", i-2, i, d, w)
+		}
+	}
+	for i := 1; i < len(starts); i += 2 {
+		if d := starts[i].Sub(starts[i-1]); d > w/4 {
+			t.Errorf("request %d came %v after request %d, want it right after (a token bucket would space them by %v)", i, d, i-1, w/2)
+		}
+	}
+}
+
+// Meta may count a call long after it left (a queue on the way, a loaded server): the
+// window counts from the answer, so a call held up 300 ms before the simulator counts
+// it still leaves the next window clear, even without a margin.
+func TestWindowCountsFromTheAnswer(t *testing.T) {
+	walkUnderWindow(t, 400*time.Millisecond, 0, 300*time.Millisecond)
 }
 
 // Usage headers at UsageHigh and above pause the token before Meta refuses a call.
 func TestUsageHeadersSlowDownBeforeTheBlock(t *testing.T) {
 	cfg := simConfig()
-	cfg.PerPageRate, cfg.PerPageBurst = 100, 5
+	cfg.PerPageCalls, cfg.PerPageWindow = 5, 50*time.Millisecond
 	s := newServer(t, cfg)
 	page := s.sim.Pages()[0]
 	thread := s.sim.Conversations(page.ID)[0]

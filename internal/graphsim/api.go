@@ -1,9 +1,7 @@
 package graphsim
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -199,16 +197,6 @@ func (s *Sim) answer(method, path string, q url.Values, base string) (result, er
 	return result{status: http.StatusOK, header: h, body: marshal(v)}, nil
 }
 
-func marshal(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return []byte(`{"error":{"message":"encode response","type":"OAuthException","code":1,"error_subcode":0}}`)
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n")
-}
-
 // route answers a GET under s.mu read-locked.
 func (s *Sim) route(cl *call, path string) (any, error) {
 	fs, err := parseFields(cl.q.Get("fields"))
@@ -400,14 +388,18 @@ func (s *Sim) conversations(cl *call, p *page, fs []field) (any, error) {
 	default:
 		return nil, errParam("Param platform must be one of {MESSENGER, INSTAGRAM}")
 	}
-	switch cl.q.Get("folder") {
-	case "", "inbox":
+	folder := cl.q.Get("folder")
+	switch folder {
+	case "":
+		folder = FolderInbox
+	case FolderInbox, FolderOther, FolderDone, FolderSpam:
 	default:
-		convs = nil // everything generated is in the inbox
+		return nil, errParam("Param folder must be one of {%s}", strings.ToUpper(strings.Join(Folders(), ", ")))
 	}
+	convs = inFolder(convs, folder)
 	if psid := cl.q.Get("user_id"); psid != "" {
 		convs = nil
-		if c := p.byPSID[psid]; c != nil {
+		if c := p.byPSID[psid]; c != nil && c.folder == folder {
 			convs = []*conv{c}
 		}
 	}
@@ -431,6 +423,17 @@ func (s *Sim) conversations(cl *call, p *page, fs []field) (any, error) {
 		out["paging"] = pg
 	}
 	return out, nil
+}
+
+// inFolder keeps the threads of one folder, in order.
+func inFolder(convs []*conv, folder string) []*conv {
+	out := make([]*conv, 0, len(convs))
+	for _, c := range convs {
+		if c.folder == folder {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // messagesEdge lists a thread's messages newest first; messages older than the 20 newest
@@ -487,6 +490,8 @@ func (s *Sim) renderConv(cl *call, c *conv, fs []field) (map[string]any, error) 
 			out[f.name] = true
 		case "scoped_thread_key":
 			out[f.name] = c.id
+		case "folder":
+			out[f.name] = c.folder
 		case "participants", "senders":
 			out[f.name] = project(participants(), f.sub)
 		case "former_participants":

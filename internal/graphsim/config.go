@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// Config shapes the simulated data set and how the simulator behaves. The counts and the
-// seed fix the data; everything else fixes behaviour and can be left zero.
+// Config shapes the simulated data set and how the simulator behaves. The counts, the
+// folder share and the seed fix the data; everything else fixes behaviour and can be
+// left zero.
 type Config struct {
 	Pages         int    // Facebook Pages
 	Conversations int    // threads per Page at start
@@ -20,22 +21,30 @@ type Config struct {
 	// webhook traffic starts.
 	Until time.Time
 
+	// FolderShare is the share of each Page's generated threads placed in each of the
+	// folders other, page_done and spam (the rest are in the inbox): 0 means
+	// DefaultFolderShare, a negative value puts every thread in the inbox. The threads
+	// are picked from the seed; each folder gets round(FolderShare × Conversations), and
+	// no more than a third of them.
+	FolderShare float64
+
 	// Latency is added to every HTTP request (once per batch).
 	Latency time.Duration
-	// PerPageRate is the calls per second each Page token may make (Meta: 2 for the
-	// Conversations API); 0 means unlimited. PerPageBurst is how many calls the
-	// bucket holds, default max(1, ceil(PerPageRate)).
-	PerPageRate  float64
-	PerPageBurst int
+	// PerPageCalls is how many calls each Page token may start in any PerPageWindow
+	// (default one second): a sliding window, Meta's "2 calls per second per Page" read
+	// strictly, so calls at 0, 0.05 s, 1.0 s, 1.05 s pass and a third call within a
+	// second of the one two before it does not. 0 means unlimited.
+	PerPageCalls  int
+	PerPageWindow time.Duration
 	// HourlyBudget, when set, is the calls a Page may make per hour: the usage headers
 	// report the share of it used, as Meta's report shares of a rolling budget. Zero
-	// reports the share of the per-second bucket in use instead (usage rises as a page
-	// nears PerPageRate: for tests of slowing down before a block).
+	// reports the share of the window in use instead (usage rises as a page nears
+	// PerPageCalls: for tests of slowing down before a block).
 	HourlyBudget int
-	// AppRate and AppBurst limit all calls of the app together (code 4); 0 means
-	// unlimited and no X-App-Usage header.
-	AppRate  float64
-	AppBurst int
+	// AppCalls and AppWindow limit all calls of the app together (code 4) the same way;
+	// 0 means unlimited and no X-App-Usage header.
+	AppCalls  int
+	AppWindow time.Duration
 	// PenalizeThrottled makes calls made while throttled consume the budget too, so
 	// they extend the block as Meta's do.
 	PenalizeThrottled bool
@@ -53,6 +62,10 @@ type Config struct {
 	// limit exceeds it, with code 1 ("reduce the amount of data"); 0 never.
 	MaxExpansion int
 }
+
+// DefaultFolderShare is the share of threads in each non-inbox folder when
+// Config.FolderShare is 0: small, so every folder is exercised.
+const DefaultFolderShare = 0.05
 
 // DefaultConfig is a small data set for the demo and quick tests: 3 Pages of 20 threads
 // of 10 messages, no latency, no limits.
@@ -79,10 +92,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("graphsim: Version = %q, want the form v21.0", c.Version)
 	case c.Latency < 0:
 		return fmt.Errorf("graphsim: Latency = %v, want >= 0", c.Latency)
-	case c.PerPageRate < 0 || c.PerPageBurst < 0:
-		return fmt.Errorf("graphsim: PerPageRate = %v, PerPageBurst = %d, want >= 0", c.PerPageRate, c.PerPageBurst)
-	case c.AppRate < 0 || c.AppBurst < 0:
-		return fmt.Errorf("graphsim: AppRate = %v, AppBurst = %d, want >= 0", c.AppRate, c.AppBurst)
+	case c.FolderShare > 1.0/3:
+		return fmt.Errorf("graphsim: FolderShare = %v, want at most 1/3 (three folders besides the inbox)", c.FolderShare)
+	case c.PerPageCalls < 0 || c.PerPageWindow < 0:
+		return fmt.Errorf("graphsim: PerPageCalls = %d, PerPageWindow = %v, want >= 0", c.PerPageCalls, c.PerPageWindow)
+	case c.AppCalls < 0 || c.AppWindow < 0:
+		return fmt.Errorf("graphsim: AppCalls = %d, AppWindow = %v, want >= 0", c.AppCalls, c.AppWindow)
 	case c.FailEvery < 0:
 		return fmt.Errorf("graphsim: FailEvery = %d, want >= 0", c.FailEvery)
 	case c.FailRate < 0 || c.FailRate > 1:
@@ -102,18 +117,17 @@ func (c Config) withDefaults() Config {
 		c.Until = d.Until
 	}
 	c.Until = c.Until.UTC().Truncate(time.Second)
-	c.PerPageBurst = burst(c.PerPageRate, c.PerPageBurst)
-	c.AppBurst = burst(c.AppRate, c.AppBurst)
+	switch {
+	case c.FolderShare == 0:
+		c.FolderShare = DefaultFolderShare
+	case c.FolderShare < 0:
+		c.FolderShare = 0
+	}
+	if c.PerPageWindow == 0 {
+		c.PerPageWindow = time.Second
+	}
+	if c.AppWindow == 0 {
+		c.AppWindow = time.Second
+	}
 	return c
-}
-
-func burst(rate float64, b int) int {
-	if b > 0 {
-		return b
-	}
-	n := int(rate)
-	if float64(n) < rate {
-		n++
-	}
-	return max(1, n)
 }

@@ -3,6 +3,7 @@ package graphsim
 import (
 	"fmt"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -28,11 +29,24 @@ type User struct {
 	LastName  string
 }
 
+// Folders of a Page's inbox (spec 4.1): the conversations listing covers FolderInbox
+// unless asked for another with folder=.
+const (
+	FolderInbox = "inbox"
+	FolderOther = "other"
+	FolderDone  = "page_done"
+	FolderSpam  = "spam"
+)
+
+// Folders returns every folder, the inbox first.
+func Folders() []string { return []string{FolderInbox, FolderOther, FolderDone, FolderSpam} }
+
 // Conversation is a thread between a Page and one user, as the conversations edge
 // describes it.
 type Conversation struct {
 	ID           string // t_…
 	PageID       string
+	Folder       string // FolderInbox, FolderOther, FolderDone or FolderSpam
 	User         User
 	UpdatedTime  time.Time // the newest message's created_time
 	MessageCount int
@@ -80,11 +94,12 @@ type page struct {
 }
 
 type conv struct {
-	id   string
-	page *page
-	user User
-	u    int       // user index in mids
-	msgs []Message // oldest first
+	id     string
+	page   *page
+	folder string
+	user   User
+	u      int       // user index in mids
+	msgs   []Message // oldest first
 }
 
 func (c *conv) updated() time.Time { return c.msgs[len(c.msgs)-1].CreatedTime }
@@ -120,7 +135,7 @@ func msgKey(m *Message) cursorKey {
 }
 
 func (c *conv) export() Conversation {
-	return Conversation{ID: c.id, PageID: c.page.ID, User: c.user, UpdatedTime: c.updated(),
+	return Conversation{ID: c.id, PageID: c.page.ID, Folder: c.folder, User: c.user, UpdatedTime: c.updated(),
 		MessageCount: len(c.msgs), UnreadCount: c.unread(), Snippet: c.snippet()}
 }
 
@@ -168,7 +183,7 @@ func generate(cfg Config, p int) *page {
 		nameRNG: rngFor(cfg.Seed, uint64(p)+1<<32),
 	}
 	for u := range cfg.Conversations {
-		c := &conv{id: threadID(p, u), page: pg, user: newUser(r, loadgen.PSID(p, u)), u: u}
+		c := &conv{id: threadID(p, u), page: pg, folder: FolderInbox, user: newUser(r, loadgen.PSID(p, u)), u: u}
 		last := cfg.Until.Add(-time.Duration(r.Int64N(30*24*3600)) * time.Second)
 		times := make([]time.Time, cfg.Messages)
 		t := last
@@ -193,6 +208,15 @@ func generate(cfg Config, p int) *page {
 		}
 		pg.convs = append(pg.convs, c)
 		pg.byPSID[c.user.PSID] = c
+	}
+	// Folders are drawn from a stream of their own, so the threads, names and messages
+	// of a seed are the same whatever the share.
+	k := min(int(math.Round(cfg.FolderShare*float64(cfg.Conversations))), cfg.Conversations/3)
+	perm := rngFor(cfg.Seed, uint64(p)+2<<32).Perm(cfg.Conversations)
+	for i, f := range Folders()[1:] {
+		for _, u := range perm[i*k : (i+1)*k] {
+			pg.convs[u].folder = f
+		}
 	}
 	slices.SortFunc(pg.convs, func(a, b *conv) int { return a.key().cmp(b.key()) })
 	return pg
@@ -221,8 +245,8 @@ func (s *Sim) Pages() []Page {
 	return out
 }
 
-// Conversations returns a Page's threads newest first, as the conversations edge lists
-// them; nil for an unknown Page.
+// Conversations returns a Page's threads of every folder newest first (Folder says
+// which; the conversations edge lists one folder at a time); nil for an unknown Page.
 func (s *Sim) Conversations(pageID string) []Conversation {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -254,9 +278,9 @@ func (s *Sim) Messages(threadID string) []Message {
 }
 
 // AddMessage adds an inbound message from psid to a Page at time at (truncated to the
-// second), starting a thread when the user has none. The thread's updated_time becomes
-// the newest message time, which moves it to the front of the listing when at is the
-// newest.
+// second), starting a thread in the inbox when the user has none. The thread's
+// updated_time becomes the newest message time, which moves it to the front of its
+// folder's listing when at is the newest; it stays in its folder.
 func (s *Sim) AddMessage(pageID, psid, text string, at time.Time) (Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,7 +296,7 @@ func (s *Sim) AddMessage(pageID, psid, text string, at time.Time) (Message, erro
 		if p.nextU >= maxPerPage {
 			return Message{}, fmt.Errorf("add message to page %s: page has %d threads already", pageID, p.nextU)
 		}
-		c = &conv{id: threadID(p.idx, p.nextU), page: p, user: newUser(p.nameRNG, psid), u: p.nextU}
+		c = &conv{id: threadID(p.idx, p.nextU), page: p, folder: FolderInbox, user: newUser(p.nameRNG, psid), u: p.nextU}
 		p.nextU++
 		p.byPSID[psid] = c
 		s.byThread[c.id] = c

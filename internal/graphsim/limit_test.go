@@ -31,8 +31,8 @@ func parseBUC(t *testing.T, h http.Header, pageID string) (bucUsageEntry, bool) 
 
 func TestPageRateLimit(t *testing.T) {
 	cfg := small()
-	cfg.PerPageRate, cfg.PerPageBurst = 0.001, 20 // no refill during the test
-	cfg.AppRate, cfg.AppBurst = 0.001, 100
+	cfg.PerPageCalls, cfg.PerPageWindow = 20, time.Hour // nothing leaves the window during the test
+	cfg.AppCalls, cfg.AppWindow = 100, time.Hour
 	s, srv := start(t, cfg)
 	page, other := s.Pages()[0], s.Pages()[1]
 	q := url.Values{"access_token": {page.AccessToken}, "fields": {"id"}, "limit": {"1"}}
@@ -75,14 +75,14 @@ func TestPageRateLimit(t *testing.T) {
 
 func TestBatchOperationsCountAgainstLimit(t *testing.T) {
 	cfg := small()
-	cfg.PerPageRate, cfg.PerPageBurst = 0.001, 3
+	cfg.PerPageCalls, cfg.PerPageWindow = 3, time.Hour
 	s, srv := start(t, cfg)
 	page := s.Pages()[0]
 	ops := []map[string]any{get(page.ID + "/conversations"), get(page.ID + "/conversations"),
 		get(page.ID + "/conversations"), get(page.ID + "/conversations")}
 	_, got, raw := postBatch(t, srv, page.AccessToken, ops)
 	if len(got) != 4 || got[2] == nil || got[2].Code != 200 || got[3] == nil || got[3].Code != 400 {
-		t.Fatalf("batch of 4 with a burst of 3 = %s, want 3 answers then a 400", raw)
+		t.Fatalf("batch of 4 with 3 calls per window = %s, want 3 answers then a 400", raw)
 	}
 	var e apiErrBody
 	if err := json.Unmarshal([]byte(got[3].Body), &e); err != nil || e.Error.Code != 80001 {
@@ -119,26 +119,53 @@ func TestStorm(t *testing.T) {
 	}
 }
 
-func TestBucket(t *testing.T) {
+// The window is strict: no interval of its length holds more than n calls, whatever
+// their pattern. A token bucket of the same rate and burst would let the third call of
+// the second step through.
+func TestSlidingWindow(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	var b bucket
-	for i := range 2 {
-		if ok, _, _ := b.take(t0, 2, 2, false); !ok {
-			t.Fatalf("call %d refused, want the burst of 2 allowed", i)
-		}
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		at   []time.Duration // call times from t0
+		ok   []bool
+		wait time.Duration // of the last call, when refused
+	}{
+		{"a chain: two calls, then two a window later", []time.Duration{0, 50 * ms, 1000 * ms, 1050 * ms},
+			[]bool{true, true, true, true}, 0},
+		{"a third call inside the window", []time.Duration{0, 50 * ms, 999 * ms},
+			[]bool{true, true, false}, ms},
+		{"refill of a bucket is not enough", []time.Duration{0, 0, 500 * ms},
+			[]bool{true, true, false}, 500 * ms},
+		{"the window follows the call two before", []time.Duration{0, 50 * ms, 1000 * ms, 1049 * ms},
+			[]bool{true, true, true, false}, ms},
+		{"a refused call does not count", []time.Duration{0, 0, 10 * ms, 1000 * ms, 1000 * ms},
+			[]bool{true, true, false, true, true}, 0},
 	}
-	ok, pct, wait := b.take(t0, 2, 2, false)
-	if ok || pct != 100 || wait != 500*time.Millisecond {
-		t.Errorf("3rd call = %v %d%% wait %v, want refused at 100%% for 500ms", ok, pct, wait)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w slidingWindow
+			for i, at := range tt.at {
+				ok, pct, wait := w.take(t0.Add(at), 2, time.Second, false)
+				if ok != tt.ok[i] {
+					t.Fatalf("call %d at %v admitted = %v, want %v", i, at, ok, tt.ok[i])
+				}
+				if !ok && (pct != 100 || (i == len(tt.at)-1 && wait != tt.wait)) {
+					t.Errorf("call %d at %v refused at %d%% for %v, want 100%% for %v", i, at, pct, wait, tt.wait)
+				}
+			}
+		})
 	}
-	if ok, _, _ := b.take(t0.Add(500*time.Millisecond), 2, 2, false); !ok {
-		t.Error("call after 500ms at 2/s refused, want allowed")
+	// Usage is the share of the window in use.
+	var u slidingWindow
+	if _, pct, _ := u.take(t0, 4, time.Second, false); pct != 25 {
+		t.Errorf("usage after 1 of 4 calls = %d%%, want 25%%", pct)
 	}
 	// Penalised calls made while throttled extend the block.
-	var p bucket
-	p.take(t0, 1, 1, true)
-	p.take(t0, 1, 1, true)
-	if _, _, wait := p.take(t0, 1, 1, true); wait != 3*time.Second {
-		t.Errorf("wait after two penalised calls = %v, want 3s", wait)
+	var p slidingWindow
+	p.take(t0, 1, time.Second, true)
+	p.take(t0.Add(500*ms), 1, time.Second, true)
+	if ok, _, wait := p.take(t0.Add(1000*ms), 1, time.Second, true); ok || wait != 500*ms {
+		t.Errorf("call a second after the first, after a penalised one = %v, wait %v; want refused for 500ms", ok, wait)
 	}
 }

@@ -3,8 +3,10 @@
 // demo. It serves a generated, deterministic data set (Pages, users, threads, messages)
 // over HTTP:
 //
-//   - GET /{version}/{page-id}/conversations: threads newest first by updated_time,
-//     cursor paging, fields with expansion (messages.limit(n){…}), user_id, folder;
+//   - GET /{version}/{page-id}/conversations: one folder's threads (folder=inbox by
+//     default, other, page_done or spam; Config.FolderShare of the threads in each of
+//     the last three) newest first by updated_time, cursor paging, fields with expansion
+//     (messages.limit(n){…}), user_id (a thread of the folder listed);
 //   - GET /{version}/{thread-id}/messages, /{message-id}, /{thread-id}, /{page-id},
 //     /{psid} (user profile), /?ids=…, /me and /me/accounts (any user token);
 //   - POST /{version}/ batches of at most 50 operations, bodies as JSON strings.
@@ -12,9 +14,9 @@
 // Only a thread's 20 newest messages can be read in detail: older ones are listed with
 // id and created_time alone and reading one by id gives code 100. Page tokens must
 // match their Page; an expired one gives 190/463. Each Page token's calls (each batch
-// operation too) are rate limited by a token bucket: over it, code 80001 with
-// X-Business-Use-Case-Usage at call_count 100; under it, usage headers once usage passes
-// 10%, as Meta sends them. Latency, transient errors (code 2, null batch entries) and
+// operation too) are rate limited by a sliding window (at most PerPageCalls started in
+// any PerPageWindow, strictly): over it, code 80001 with X-Business-Use-Case-Usage at
+// call_count 100; under it, usage headers once usage passes 10%, as Meta sends them. Latency, transient errors (code 2, null batch entries) and
 // rate-limit storms can be injected; every call is counted.
 package graphsim
 
@@ -40,8 +42,8 @@ type Sim struct {
 	users    map[string]bool // accepted user tokens; empty = any non-Page token
 
 	lmu       sync.Mutex // guards the limiter and the injection state
-	buckets   map[string]*bucket
-	app       bucket
+	windows   map[string]*slidingWindow
+	app       slidingWindow
 	stormEnd  time.Time
 	failEvery int
 	failRate  float64
@@ -61,7 +63,7 @@ func New(cfg Config) (*Sim, error) {
 	cfg = cfg.withDefaults()
 	s := &Sim{cfg: cfg, byPage: map[string]*page{}, byToken: map[string]*page{},
 		byThread: map[string]*conv{}, byMID: map[string]msgRef{}, users: map[string]bool{},
-		buckets: map[string]*bucket{}, failEvery: cfg.FailEvery, failRate: cfg.FailRate,
+		windows: map[string]*slidingWindow{}, failEvery: cfg.FailEvery, failRate: cfg.FailRate,
 		failRNG: rngFor(cfg.Seed, 1<<40)}
 	for _, t := range cfg.UserTokens {
 		s.users[t] = true

@@ -49,6 +49,17 @@ func start(t *testing.T, cfg Config) (*Sim, *httptest.Server) {
 	return s, srv
 }
 
+// inFolderOf keeps the threads of one folder, in order.
+func inFolderOf(convs []Conversation, folder string) []Conversation {
+	var out []Conversation
+	for _, c := range convs {
+		if c.Folder == folder {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func small() Config {
 	c := DefaultConfig()
 	c.Pages, c.Conversations, c.Messages = 3, 23, 30
@@ -89,7 +100,7 @@ func getErr(t *testing.T, u string) (int, apiErrBody) {
 func TestConversationsPaging(t *testing.T) {
 	s, srv := start(t, small())
 	page := s.Pages()[1]
-	want := s.Conversations(page.ID)
+	want := inFolderOf(s.Conversations(page.ID), FolderInbox) // the default listing
 	for _, limit := range []int{1, 5, 23, 25, 200} {
 		t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
 			u := apiURL(srv, page.ID+"/conversations", url.Values{"platform": {"messenger"},
@@ -138,7 +149,7 @@ func TestConversationsPaging(t *testing.T) {
 func TestConversationFields(t *testing.T) {
 	s, srv := start(t, small())
 	page := s.Pages()[0]
-	conv := s.Conversations(page.ID)[0]
+	conv := inFolderOf(s.Conversations(page.ID), FolderInbox)[0]
 	msgs := s.Messages(conv.ID)
 	tests := []struct {
 		name   string
@@ -342,7 +353,7 @@ func TestErrors(t *testing.T) {
 func TestUserProfileAndFilter(t *testing.T) {
 	s, srv := start(t, small())
 	page := s.Pages()[0]
-	conv := s.Conversations(page.ID)[7]
+	conv := inFolderOf(s.Conversations(page.ID), FolderInbox)[7]
 	var u map[string]any
 	fetch(t, apiURL(srv, conv.User.PSID, url.Values{"access_token": {page.AccessToken}, "fields": {"name"}}), &u)
 	if u["name"] != conv.User.Name || u["id"] != conv.User.PSID {
@@ -437,7 +448,8 @@ func TestAddMessage(t *testing.T) {
 	s, srv := start(t, cfg)
 	page := s.Pages()[0]
 	before := s.Conversations(page.ID)
-	oldest := before[len(before)-1]
+	inbox := inFolderOf(before, FolderInbox)
+	oldest := inbox[len(inbox)-1]
 	at := before[0].UpdatedTime.Add(time.Hour)
 	m, err := s.AddMessage(page.ID, oldest.User.PSID, "new text", at)
 	if err != nil {
@@ -571,6 +583,109 @@ func TestParseFields(t *testing.T) {
 		}
 		if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(field{})); !tt.bad && diff != "" {
 			t.Errorf("parseFields(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+// Each folder listing gives that folder's threads alone, newest first, with their folder
+// field; the default listing is the inbox; together the folders hold every thread once.
+func TestFolders(t *testing.T) {
+	cfg := small()
+	cfg.FolderShare = 0.2 // 23 threads: 5 in each of other, page_done and spam, 8 in the inbox
+	s, srv := start(t, cfg)
+	page := s.Pages()[2]
+	all := s.Conversations(page.ID)
+	list := func(t *testing.T, folder string) []Conversation {
+		t.Helper()
+		q := url.Values{"access_token": {page.AccessToken}, "limit": {"3"}, "fields": {"id,folder"}}
+		if folder != "" {
+			q.Set("folder", folder)
+		}
+		var got []Conversation
+		for u, calls := apiURL(srv, page.ID+"/conversations", q), 0; u != ""; calls++ {
+			if calls > 20 {
+				t.Fatal("paging does not end")
+			}
+			var b listBody
+			if status, _ := fetch(t, u, &b); status != http.StatusOK {
+				t.Fatalf("GET conversations?folder=%s = %d", folder, status)
+			}
+			for _, d := range b.Data {
+				f, _ := d["folder"].(string)
+				got = append(got, Conversation{ID: d["id"].(string), Folder: f})
+			}
+			u = ""
+			if b.Paging != nil {
+				u = b.Paging.Next
+			}
+		}
+		return got
+	}
+	ids := func(cs []Conversation) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.ID+" "+c.Folder)
+		}
+		return out
+	}
+	seen := map[string]bool{}
+	for _, folder := range Folders() {
+		t.Run(folder, func(t *testing.T) {
+			want, n := inFolderOf(all, folder), 5
+			if folder == FolderInbox {
+				n = 8
+			}
+			if len(want) != n {
+				t.Errorf("folder %s has %d threads, want %d", folder, len(want), n)
+			}
+			got := list(t, folder)
+			if diff := cmp.Diff(ids(want), ids(got)); diff != "" {
+				t.Errorf("folder=%s listing differs from the simulator's threads of that folder (-want +got):\n%s", folder, diff)
+			}
+			for _, c := range got {
+				if seen[c.ID] {
+					t.Errorf("thread %s listed in two folders", c.ID)
+				}
+				seen[c.ID] = true
+			}
+		})
+	}
+	if len(seen) != len(all) {
+		t.Errorf("the folders list %d threads together, want all %d", len(seen), len(all))
+	}
+	if diff := cmp.Diff(ids(list(t, FolderInbox)), ids(list(t, ""))); diff != "" {
+		t.Errorf("the default listing differs from folder=inbox (-inbox +default):\n%s", diff)
+	}
+	status, e := getErr(t, apiURL(srv, page.ID+"/conversations", url.Values{"access_token": {page.AccessToken},
+		"folder": {"archive"}}))
+	if status != http.StatusBadRequest || e.Error.Code != 100 {
+		t.Errorf("folder=archive = %d code %d, want 400 code 100", status, e.Error.Code)
+	}
+	// A new message keeps a thread in its folder.
+	spam := inFolderOf(all, FolderSpam)[2]
+	if _, err := s.AddMessage(page.ID, spam.User.PSID, "still here", all[0].UpdatedTime.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(t, FolderSpam); len(got) != 5 || got[0].ID != spam.ID {
+		t.Errorf("spam after a new message in %s = %v, want it first of the 5", spam.ID, ids(got))
+	}
+	// A negative share keeps every thread in the inbox; the default puts 5% in each
+	// folder; rounding never gives the three folders more threads than there are.
+	for _, tt := range []struct {
+		share float64
+		n     int // threads per page
+		want  int
+	}{{-1, 23, 0}, {0, 23, 1}, {1.0 / 3, 2, 0}, {1.0 / 3, 4, 1}} {
+		cfg := small()
+		cfg.FolderShare, cfg.Conversations = tt.share, tt.n
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range Folders()[1:] {
+			if n := len(inFolderOf(s.Conversations(s.Pages()[0].ID), f)); n != tt.want {
+				t.Errorf("FolderShare %v: folder %s has %d of %d threads, want %d", tt.share, f, n, tt.n, tt.want)
+			}
 		}
 	}
 }
