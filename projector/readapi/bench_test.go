@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -114,38 +113,6 @@ func newAPIServer(b *testing.B, pool *pgxpool.Pool, store cache.Store, prefix st
 	return apiServer{url: srv.URL, reg: reg, c: c}
 }
 
-// apiProcess runs `convsync api` as its own process, as it is deployed, over the
-// database at dbURL; env sets the cache (REDIS_URL empty: memory). The load generator
-// and the server then do not share a heap or a garbage collector.
-func apiProcess(b *testing.B, bin, dbURL string, env ...string) apiServer {
-	b.Helper()
-	addr := testenv.FreeAddr(b)
-	cmd := exec.Command(bin, "api")
-	cmd.Env = append(os.Environ(), append([]string{"HTTP_ADDR=" + addr, "DATABASE_URL=" + dbURL,
-		"DATABASE_READ_URL=", "API_TOKENS=" + token, "LOG_LEVEL=warn"}, env...)...)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-	url := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return apiServer{url: url}
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("convsync api not ready within 30s:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
-	}
-}
-
 func reads(b *testing.B, s apiServer, paths []string, pace loadgen.Pace) loadgen.Result {
 	b.Helper()
 	client := loadgen.Client(pace.Concurrency)
@@ -188,27 +155,29 @@ func (missStore) Flush(context.Context) error                             { retu
 func (missStore) Kind() string                                            { return "none" }
 func (missStore) Ping(context.Context) error                              { return nil }
 
-// BenchmarkLoadReadAPI measures, in one run: the read API on cache hits (Redis and
-// memory) at 5,000 requests/s and flat out, beside go-redis's own GET at the same
-// concurrency; on misses (Postgres every time); and the hit rate of Zipf reads over
-// 10,000 conversations while the pipeline writes 500 events/s.
+// BenchmarkLoadReadAPI measures, in one run: the read API on cache hits (Redis with its
+// near cache, the default; Redis alone; memory) at 5,000 requests/s and flat out, beside
+// go-redis's own GET at the same concurrency, flat out both from the Go client in this
+// process and from wrk in a process of its own; on misses (Postgres every time); and the
+// hit rate of Zipf reads over 10,000 conversations while the pipeline writes 500 events/s.
+// The server runs in this process: as a process of its own (`convsync api`) it measured
+// worse on two cores, two Go runtimes' threads preempting each other.
 //
 //	make bench BENCH=none LOADBENCH=LoadReadAPI
 func BenchmarkLoadReadAPI(b *testing.B) {
 	const conc = 32
-	pool, dbURL := testenv.Postgres(b)
+	pool, _ := testenv.Postgres(b)
 	seedConversations(b, pool)
 	paths := zipfPaths(200_000)
 	rc, prefix := testenv.Redis(b)
-	bin := testenv.Binary(b)
-	redisURL := "REDIS_URL=" + testenv.Env("REDIS_URL")
 	stores := []struct {
-		name string
-		env  []string
+		name    string
+		store   cache.Store
+		nearTTL time.Duration
 	}{
-		{"redis", []string{redisURL, "CACHE_PREFIX=" + prefix}},                                   // the default: a near cache in front of Redis
-		{"redis-direct", []string{redisURL, "CACHE_PREFIX=" + prefix + "d:", "CACHE_NEAR_TTL=0"}}, // every hit reads Redis
-		{"memory", []string{"REDIS_URL="}},
+		{"redis", cache.NewRedis(rc, prefix), cache.Defaults().NearTTL}, // the default: a near cache in front of Redis
+		{"redis-direct", cache.NewRedis(rc, prefix), 0},                 // CACHE_NEAR_TTL=0: every hit reads Redis
+		{"memory", cache.NewMemory(100_000), 0},
 	}
 
 	// go-redis's own GET at the same concurrency, the yardstick of hit throughput.
@@ -221,7 +190,7 @@ func BenchmarkLoadReadAPI(b *testing.B) {
 		b.ReportMetric(0, "ns/op")
 	})
 	for _, st := range stores {
-		s := apiProcess(b, bin, dbURL, st.env...)
+		s := newAPIServer(b, pool, st.store, prefix, st.nearTTL)
 		reads(b, s, paths[:20_000], loadgen.Pace{Duration: time.Minute, Requests: 20_000, Concurrency: conc}) // warm
 		b.Run("hits/"+st.name+"/rate=5000", func(b *testing.B) {
 			var r loadgen.Result

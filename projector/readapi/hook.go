@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/projector"
@@ -79,26 +80,39 @@ func (r *Refresher) Run(ctx context.Context) error {
 	}
 }
 
+// refreshConcurrency is how many views a refresh rebuilds at once: the window between a
+// marker rising and its view landing again is when readers miss, so it is kept short,
+// without taking more of the primary's pool than the projector can spare.
+const refreshConcurrency = 4
+
 func (r *Refresher) refresh(ctx context.Context, t projector.Touched) {
-	{
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		k := r.c.Keys()
-		lim := strconv.Itoa(r.limit)
-		for i, cv := range t.Conversations {
-			if i == r.max || ctx.Err() != nil {
-				break
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	k := r.c.Keys()
+	lim := strconv.Itoa(r.limit)
+	var g errgroup.Group
+	g.SetLimit(refreshConcurrency)
+	for i, cv := range t.Conversations {
+		if i == r.max {
+			break
+		}
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil
 			}
 			d, err := r.db.conversation(ctx, cv.PageID, cv.PSID, nil, r.limit)
 			if err != nil {
 				r.log.Debug("cache refresh", "page_id", cv.PageID, "error", err)
-				continue
+				return nil
 			}
 			r.set(ctx, k.Entry(cv.PageID, "conv", cv.PSID, lim, ""), k.ConversationMarker(cv.PageID, cv.PSID), d, d.Conversation.Version)
-		}
-		for _, pv := range t.Pages {
+			return nil
+		})
+	}
+	for _, pv := range t.Pages {
+		g.Go(func() error {
 			if ctx.Err() != nil {
-				break
+				return nil
 			}
 			if p, err := r.db.page(ctx, pv.PageID); err == nil {
 				r.set(ctx, k.Entry(pv.PageID, "page"), k.PageMarker(pv.PageID), p, p.Version)
@@ -106,8 +120,10 @@ func (r *Refresher) refresh(ctx context.Context, t projector.Touched) {
 			if l, version, err := r.db.conversations(ctx, pv.PageID, nil, r.limit); err == nil {
 				r.set(ctx, k.Entry(pv.PageID, "list", lim, ""), k.PageMarker(pv.PageID), l, version)
 			}
-		}
+			return nil
+		})
 	}
+	_ = g.Wait()
 }
 
 func (r *Refresher) set(ctx context.Context, key, marker string, v any, version int64) {
