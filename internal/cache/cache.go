@@ -19,6 +19,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -65,11 +66,21 @@ func (k Keys) ConversationMarker(page, psid string) string {
 
 // Entry names an entry of a page; parts tell entries apart (route, cursor, limit).
 func (k Keys) Entry(page string, parts ...string) string {
-	s := k.Prefix + "{" + page + "}:e"
+	n := len(k.Prefix) + len(page) + 4
 	for _, p := range parts {
-		s += ":" + p
+		n += 1 + len(p)
 	}
-	return s
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(k.Prefix)
+	b.WriteByte('{')
+	b.WriteString(page)
+	b.WriteString("}:e")
+	for _, p := range parts {
+		b.WriteByte(':')
+		b.WriteString(p)
+	}
+	return b.String()
 }
 
 // ErrUnavailable wraps a store error that degraded a read to a miss.
