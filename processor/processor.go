@@ -86,6 +86,7 @@ type Processor struct {
 // what exactly-once rests on, which opts cannot change: the group, the topic, the
 // transactional id and timeout, read_committed, acks=all and the rebalance callbacks.
 func New(cfg Config, kc kafka.Config, codec *schemas.Codec, opts []kgo.Opt, reg prometheus.Registerer, log *slog.Logger) (*Processor, error) {
+	schemas.Pretouch(Delta{}) // the delta codec compiled now, not on the first batch
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

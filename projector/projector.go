@@ -79,6 +79,7 @@ type Projector struct {
 // New validates and allocates; Run does the work. opts are extra client options (client
 // id, metrics hooks); brokers come from kc.
 func New(cfg Config, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, hook Hook, reg prometheus.Registerer, log *slog.Logger) (*Projector, error) {
+	schemas.Pretouch(processor.Delta{}) // the delta codec compiled now, not on the first batch
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

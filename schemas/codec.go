@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bytedance/sonic"
@@ -92,6 +94,7 @@ type upcaster struct {
 
 // NewCodec compiles the embedded schemas (draft 2020-12, format assertions on) once.
 func NewCodec() (*Codec, error) {
+	pretouch()
 	compiled, err := compileSchemas(schemaFiles)
 	if err != nil {
 		return nil, err
@@ -315,3 +318,16 @@ var decodeJSON = sonic.Config{UseNumber: true, ValidateString: true, CopyString:
 // JSON is encoding/json's behaviour (sonic.ConfigStd) at sonic's speed, for the other hot
 // paths: the processor's deltas out and the projector's deltas in.
 var JSON = sonic.ConfigStd
+
+// pretouch compiles sonic's decoders of every type the codec decodes now, once per
+// process, rather than on the first event of each type (milliseconds each: a spike in
+// the freshness of the first events after a start).
+var pretouch = sync.OnceFunc(func() {
+	for _, v := range []any{Envelope{}, Message{}, Echo{}, Delivery{}, Read{}, Reaction{}, Edit{}, Postback{},
+		Referral{}, Optin{}, ConversationChanged{}, Unknown{}, ConversationObserved{}, MessageObserved{}, PageSynced{}} {
+		_ = sonic.Pretouch(reflect.TypeOf(v))
+	}
+})
+
+// Pretouch compiles sonic's encoder and decoder of v's type now (see JSON).
+func Pretouch(v any) { _ = sonic.Pretouch(reflect.TypeOf(v)) }
