@@ -73,11 +73,11 @@ func (c Config) Validate() error {
 
 // API is the read API.
 type API struct {
-	cfg          Config
-	db           store
-	cache        *cache.Cache
-	m            *metrics
-	log          *slog.Logger
+	cfg   Config
+	db    store
+	cache *cache.Cache
+	m     *metrics
+	log   *slog.Logger
 	// Header values every answer carries, built once (a hit is a few microseconds: header
 	// keys canonicalised and values allocated on each request were a good part of it).
 	cacheControl, vary, jsonType, hit, miss []string
