@@ -51,6 +51,13 @@ func Webhook(tb testing.TB, kc kafka.Config) string {
 // groups and their metrics on procReg and projReg; the returned func waits for both.
 func Pipeline(tb testing.TB, ctx context.Context, kc kafka.Config, pool *pgxpool.Pool, procReg, projReg prometheus.Registerer, hook projector.Hook) func() {
 	tb.Helper()
+	return PipelineWith(tb, ctx, kc, pool, procReg, projReg, hook, nil)
+}
+
+// PipelineWith is Pipeline with the projector's configuration changed by setup.
+func PipelineWith(tb testing.TB, ctx context.Context, kc kafka.Config, pool *pgxpool.Pool, procReg, projReg prometheus.Registerer,
+	hook projector.Hook, setup func(*projector.Config)) func() {
+	tb.Helper()
 	codec, err := schemas.NewCodec()
 	if err != nil {
 		tb.Fatal(err)
@@ -64,6 +71,9 @@ func Pipeline(tb testing.TB, ctx context.Context, kc kafka.Config, pool *pgxpool
 	}
 	jcfg := projector.Defaults()
 	jcfg.Group = "stack-proj-" + testenv.ID()
+	if setup != nil {
+		setup(&jcfg)
+	}
 	proj, err := projector.New(jcfg, kc, pool, nil, hook, projReg, logging.Discard())
 	if err != nil {
 		tb.Fatal(err)
