@@ -385,14 +385,7 @@ func BenchmarkDecodeMessage(b *testing.B) {
 // Invalid UTF-8 in a string becomes U+FFFD, as encoding/json does: raw bytes would
 // reach Postgres, which refuses them, and stall the projector's batch.
 func TestDecodeReplacesInvalidUTF8(t *testing.T) {
-	good, err := os.ReadFile("testdata/convsync.messenger.message.v1.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := bytes.Replace(good, []byte("Is the blue one in stock?"), []byte("Is the blue \xff in stock?"), 1)
-	if bytes.Equal(bad, good) {
-		t.Fatal("the golden message's text changed: update this test")
-	}
+	bad := goldenMessageWith(t, "Is the blue one in stock?", "Is the blue \xff in stock?")
 	_, d, err := newTestCodec(t).Decode(bad)
 	if err != nil {
 		t.Fatalf("Decode(invalid UTF-8) = %v", err)
@@ -400,4 +393,31 @@ func TestDecodeReplacesInvalidUTF8(t *testing.T) {
 	if text := d.(Message).Text; text != "Is the blue \ufffd in stock?" {
 		t.Fatalf("text = %q, want the invalid byte replaced by U+FFFD", text)
 	}
+}
+
+// Keys match fields exactly, as the schema validated them: an extra "TEXT" key (allowed,
+// as unknown properties are) must not replace the validated "text".
+func TestDecodeMatchesKeysExactly(t *testing.T) {
+	shadowed := goldenMessageWith(t, `"text":"Is the blue one in stock?",`, `"text":"Is the blue one in stock?","TEXT":"shadow",`)
+	_, d, err := newTestCodec(t).Decode(shadowed)
+	if err != nil {
+		t.Fatalf("Decode = %v", err)
+	}
+	if text := d.(Message).Text; text != "Is the blue one in stock?" {
+		t.Fatalf("text = %q: an unvalidated key of another case replaced it", text)
+	}
+}
+
+// goldenMessageWith is the golden message event with old replaced by new once.
+func goldenMessageWith(t *testing.T, old, new string) []byte {
+	t.Helper()
+	good, err := os.ReadFile("testdata/convsync.messenger.message.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Replace(good, []byte(old), []byte(new), 1)
+	if bytes.Equal(b, good) {
+		t.Fatalf("the golden message no longer holds %q: update this test", old)
+	}
+	return b
 }

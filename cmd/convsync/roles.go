@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -82,6 +83,11 @@ func runRoles(ctx context.Context, name string, args []string, roles ...role) er
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	a := &app{s: s, log: log, reg: reg, srv: srv, g: g}
+	if !slices.ContainsFunc(roles, func(r role) bool { return r.name == apiRole.name }) {
+		// Only the read API reads the cache: a process without it keeps no near copy
+		// (and does not subscribe to the marker channel for one).
+		a.s.Cache.NearTTL = 0
+	}
 	defer a.close()
 	for _, r := range roles {
 		if err := r.start(gctx, a); err != nil {

@@ -41,8 +41,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("CACHE_TTL must be at least 1s, got %s", c.TTL)
 	case c.MemoryMaxKeys < 1:
 		return fmt.Errorf("CACHE_MEMORY_MAX_KEYS must be at least 1, got %d", c.MemoryMaxKeys)
-	case c.NearTTL < 0 || c.NearTTL > c.TTL:
-		return fmt.Errorf("CACHE_NEAR_TTL must be between 0 (off) and CACHE_TTL (%s), got %s", c.TTL, c.NearTTL)
+	case c.NearTTL < 0:
+		return fmt.Errorf("CACHE_NEAR_TTL must not be negative (0 turns the near cache off), got %s", c.NearTTL)
 	case c.NearTTL > 0 && c.NearMaxKeys < 1:
 		return fmt.Errorf("CACHE_NEAR_MAX_KEYS must be at least 1 when CACHE_NEAR_TTL is set, got %d", c.NearMaxKeys)
 	}
@@ -102,13 +102,15 @@ type Cache struct {
 	mu       sync.Mutex
 	pending  map[string]int64 // markers not raised yet because the store failed
 	lastTry  time.Time
+	// lastPublishWarn limits the warning about unpublished markers to one a minute.
+	lastPublishWarn time.Time
 }
 
 // New wraps store.
 func New(store Store, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Cache {
 	c := &Cache{store: store, keys: Keys{Prefix: cfg.Prefix}, ttl: cfg.TTL, m: newMetrics(reg, store.Kind()), log: log}
 	if _, ok := store.(Watcher); ok && cfg.NearTTL > 0 {
-		c.near = newNear(cfg.NearMaxKeys, cfg.NearTTL, reg)
+		c.near = newNear(cfg.NearMaxKeys, min(cfg.NearTTL, cfg.TTL), reg) // never longer than the shared entries
 	}
 	return c
 }
@@ -151,7 +153,7 @@ func (c *Cache) Kind() string { return c.store.Kind() }
 func (c *Cache) Flush(ctx context.Context) error {
 	err := c.store.Flush(ctx)
 	if c.near != nil {
-		c.near.reset("flush", c.near.live.Load())
+		c.near.flush()
 	}
 	return err
 }
@@ -253,7 +255,23 @@ func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 	if c.near != nil {
 		c.near.mark(marks) // this process at once; others through the store's stream
 	}
-	if err := c.store.Mark(ctx, marks, 2*c.ttl); err != nil {
+	err := c.store.Mark(ctx, marks, 2*c.ttl)
+	if errors.Is(err, ErrPublish) {
+		// Raised in Redis; only other processes' near caches did not hear of it (their
+		// entries still end within CACHE_NEAR_TTL). Not a reason to distrust the cache.
+		c.m.invalidations.WithLabelValues("unpublished").Add(float64(len(marks)))
+		c.mu.Lock()
+		warn := time.Since(c.lastPublishWarn) > time.Minute
+		if warn {
+			c.lastPublishWarn = time.Now()
+		}
+		c.mu.Unlock()
+		if warn {
+			c.log.Warn("cache markers raised but not published to other processes' near caches", "error", err)
+		}
+		return
+	}
+	if err != nil {
 		c.m.invalidations.WithLabelValues("error").Add(float64(len(marks)))
 		c.mu.Lock()
 		if c.pending == nil {

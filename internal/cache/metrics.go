@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer, kind string) *metrics {
 		}, []string{"result"}),
 		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "convsync_cache_invalidations_total",
-			Help: "Markers raised after projector commits, by result: ok, error.",
+			Help: "Markers raised after projector commits, by result: ok, error, unpublished (raised in Redis, but other processes' near caches were not told).",
 		}, []string{"result"}),
 	}
 	backend := prometheus.NewGauge(prometheus.GaugeOpts{

@@ -28,20 +28,32 @@ type WatchHandler struct {
 	Reset func()
 }
 
-// near is the near cache: a Memory store under the same version rules, whose markers the
-// watch stream raises. It serves only while the stream is live, and it is emptied
-// whenever the stream (re)starts or breaks, since markers raised meanwhile were missed.
-// An entry goes in only if no reset happened since it was read from the shared store
-// (gen), so a read that straddles a reset cannot bring back what the reset removed.
-// Entries live CACHE_NEAR_TTL at most: the bound on staleness even if the stream failed
-// silently, which Watch's heartbeat also guards against.
+// near is the near cache: a Memory store of entries under the same version rules, and
+// markers the watch stream raises. It serves only while the stream is live, and it is
+// emptied whenever the stream (re)starts or breaks, since markers raised meanwhile were
+// missed. An entry goes in only if no reset happened since it was read from the shared
+// store (gen), so a read that straddles a reset cannot bring back what the reset
+// removed. Markers are kept apart from the entries, by time and not by count: a burst of
+// markers must never push out the very marker that rules an old entry out (entries live
+// CACHE_NEAR_TTL, markers twice that). The TTL is the bound on staleness even if the
+// stream failed silently, which Watch's heartbeat also guards against.
 type near struct {
-	mem  *Memory
+	mem  *Memory // entries only
 	ttl  time.Duration
 	mu   sync.RWMutex // write-held while resetting; read-held while an entry goes in
 	gen  atomic.Uint64
 	live atomic.Bool
 	m    nearMetrics
+
+	mmu       sync.Mutex
+	marks     map[string]nearMark
+	lastSweep time.Time
+	warned    bool // a stream that never came up was logged once
+}
+
+type nearMark struct {
+	version int64
+	expires time.Time
 }
 
 type nearMetrics struct {
@@ -55,7 +67,7 @@ func newNear(maxKeys int, ttl time.Duration, reg prometheus.Registerer) *near {
 		Name: "convsync_cache_near_requests_total",
 		Help: "Reads of the in-process near cache in front of Redis, by result: hit, miss (then Redis is read).",
 	}, []string{"result"})
-	n := &near{mem: NewMemory(maxKeys), ttl: ttl, m: nearMetrics{
+	n := &near{mem: NewMemory(maxKeys), ttl: ttl, marks: map[string]nearMark{}, m: nearMetrics{
 		hit: req.WithLabelValues("hit"), miss: req.WithLabelValues("miss"),
 		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "convsync_cache_near_resets_total",
@@ -70,12 +82,25 @@ func newNear(maxKeys int, ttl time.Duration, reg prometheus.Registerer) *near {
 	return n
 }
 
+// marker is the newest version raised for key (0: none known).
+func (n *near) marker(key string) int64 {
+	n.mmu.Lock()
+	defer n.mmu.Unlock()
+	if m, ok := n.marks[key]; ok && time.Now().Before(m.expires) {
+		return m.version
+	}
+	return 0
+}
+
 // get serves a fresh entry while the stream is live.
 func (n *near) get(ctx context.Context, key, marker string) (Entry, bool) {
 	if !n.live.Load() {
 		return Entry{}, false
 	}
-	e, ok, _ := n.mem.Get(ctx, key, marker)
+	e, ok, _ := n.mem.Get(ctx, key, "")
+	if ok && e.Version < n.marker(marker) {
+		ok = false
+	}
 	if ok {
 		n.m.hit.Inc()
 	} else {
@@ -84,25 +109,52 @@ func (n *near) get(ctx context.Context, key, marker string) (Entry, bool) {
 	return e, ok
 }
 
-// put keeps e, read from the shared store when the generation was gen.
+// put keeps e, read from the shared store when the generation was gen (get checks the
+// marker again, so a marker raised after this check still rules e out).
 func (n *near) put(ctx context.Context, gen uint64, key, marker string, e Entry) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	if n.live.Load() && n.gen.Load() == gen {
-		_, _ = n.mem.Set(ctx, key, marker, e, n.ttl)
+	if n.live.Load() && n.gen.Load() == gen && e.Version >= n.marker(marker) {
+		_, _ = n.mem.Set(ctx, key, "", e, n.ttl)
 	}
 }
 
 // mark raises markers: what other processes (or this one) committed.
-func (n *near) mark(marks []Mark) { _ = n.mem.Mark(context.Background(), marks, 2*n.ttl) }
+func (n *near) mark(marks []Mark) {
+	now := time.Now()
+	expires := now.Add(2 * n.ttl)
+	n.mmu.Lock()
+	defer n.mmu.Unlock()
+	for _, m := range marks {
+		if cur, ok := n.marks[m.Key]; !ok || m.Version >= cur.version || !now.Before(cur.expires) {
+			n.marks[m.Key] = nearMark{version: max(m.Version, cur.version), expires: expires}
+		}
+	}
+	if now.Sub(n.lastSweep) > n.ttl {
+		n.lastSweep = now
+		for k, m := range n.marks {
+			if !now.Before(m.expires) {
+				delete(n.marks, k)
+			}
+		}
+	}
+}
+
+// empty drops every entry and marker and starts a new generation; callers hold mu.
+func (n *near) empty() {
+	n.gen.Add(1)
+	_ = n.mem.Flush(context.Background())
+	n.mmu.Lock()
+	n.marks = map[string]nearMark{}
+	n.mmu.Unlock()
+}
 
 // reset empties the near cache and says whether it serves from now on.
 func (n *near) reset(reason string, live bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.live.Store(false)
-	n.gen.Add(1)
-	_ = n.mem.Flush(context.Background())
+	n.empty()
 	n.m.resets.WithLabelValues(reason).Inc()
 	if live {
 		n.live.Store(true)
@@ -112,17 +164,29 @@ func (n *near) reset(reason string, live bool) {
 	}
 }
 
+// flush empties the near cache and leaves it serving, or not, as it was.
+func (n *near) flush() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.empty()
+	n.m.resets.WithLabelValues("flush").Inc()
+}
+
 func (n *near) handler(c *Cache) WatchHandler {
 	return WatchHandler{
 		Ready: func() { n.reset("subscribed", true) },
 		Lost: func(err error) {
-			if n.live.Load() {
-				c.log.Warn("near cache off: the marker stream from redis broke", "error", err)
+			n.mmu.Lock()
+			first := !n.warned
+			n.warned = true
+			n.mmu.Unlock()
+			if n.live.Load() || first {
+				c.log.Warn("near cache off: no marker stream from redis", "error", err)
 			}
 			n.reset("lost", false)
 		},
 		Marks: n.mark,
-		Reset: func() { n.reset("flush", n.live.Load()) },
+		Reset: n.flush,
 	}
 }
 

@@ -43,3 +43,25 @@ func TestMarksMessageRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A burst of markers larger than the near cache's bound must not push out the marker
+// that rules an older entry out: markers are not evicted by count.
+func TestNearMarkersSurviveABurst(t *testing.T) {
+	n := newNear(10, time.Minute, prometheus.NewRegistry())
+	n.reset("subscribed", true)
+	ctx := context.Background()
+	gen := n.gen.Load() // a reader fetched v5 from Redis just before the commit of v6
+	burst := []Mark{{Key: "m", Version: 6}}
+	for i := range 100 {
+		burst = append(burst, Mark{Key: "other" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Version: 6})
+	}
+	n.mark(burst)
+	n.put(ctx, gen, "k", "m", Entry{Version: 5, Value: []byte("v5")})
+	if e, ok := n.get(ctx, "k", "m"); ok {
+		t.Fatalf("v5 served after its marker rose to 6 in a burst of %d markers: %q", len(burst), e.Value)
+	}
+	n.put(ctx, n.gen.Load(), "k", "m", Entry{Version: 6, Value: []byte("v6")})
+	if _, ok := n.get(ctx, "k", "m"); !ok {
+		t.Fatal("v6 not served")
+	}
+}

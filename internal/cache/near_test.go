@@ -198,9 +198,14 @@ func TestFlushEmptiesEveryNearCache(t *testing.T) {
 
 func TestNearCacheConfig(t *testing.T) {
 	cfg := cache.Defaults()
-	cfg.NearTTL = cfg.TTL + time.Second
+	cfg.NearTTL = -time.Second
 	if err := cfg.Validate(); err == nil {
-		t.Error("CACHE_NEAR_TTL above CACHE_TTL accepted")
+		t.Error("a negative CACHE_NEAR_TTL accepted")
+	}
+	cfg = cache.Defaults()
+	cfg.TTL = time.Second // under the default near TTL: valid, the near TTL is capped
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("CACHE_TTL=1s with the default near TTL refused: %v", err)
 	}
 	cfg = cache.Defaults()
 	cfg.NearMaxKeys = 0
@@ -220,5 +225,38 @@ func TestNearCacheConfig(t *testing.T) {
 	}
 	if n, _ := testutil.GatherAndCount(reg, "convsync_cache_near_requests_total"); n != 0 {
 		t.Errorf("near cache metrics registered with the near cache off: %d", n)
+	}
+}
+
+// A Redis user that may not publish (Redis 7 gives new ACL users no channels) still
+// raises markers: the cache stays trusted, the failure is counted, and the entries
+// other processes hold in their near caches end within CACHE_NEAR_TTL.
+func TestUnpublishedMarkersKeepTheCacheTrusted(t *testing.T) {
+	t.Parallel()
+	srv := testenv.PrivateRedis(t)
+	ctx := testenv.Context(t, time.Minute)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "nopublish", "on", ">secret-pw", "~*", "+@all", "resetchannels").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "nopublish", Password: "secret-pw"})
+	defer rc.Close()
+	reg := prometheus.NewRegistry()
+	c := cache.New(cache.NewRedis(rc, "np:"), cache.Config{TTL: time.Minute, Prefix: "np:"}, reg, logging.Discard())
+	k := c.Keys()
+	key, marker := k.Entry("p1", "page"), k.PageMarker("p1")
+	c.Set(ctx, key, marker, cache.Entry{Version: 1, Value: []byte("v1")})
+	c.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 2}})
+	if _, hit := c.Get(ctx, key, marker); hit {
+		t.Fatal("v1 served after the marker rose to 2")
+	}
+	c.Set(ctx, key, marker, cache.Entry{Version: 2, Value: []byte("v2")})
+	if e, hit := c.Get(ctx, key, marker); !hit || string(e.Value) != "v2" {
+		t.Fatalf("Get after Set(v2) = %q, hit %v: a publish failure must not make the cache distrusted", e.Value, hit)
+	}
+	p := nearProcess{c, reg}
+	if n := p.metric("convsync_cache_invalidations_total", "result", "unpublished"); n != 1 {
+		t.Errorf("unpublished invalidations = %v, want 1", n)
 	}
 }

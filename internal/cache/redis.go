@@ -89,8 +89,17 @@ func (r *Redis) Set(ctx context.Context, key, marker string, e Entry, ttl time.D
 // channel is where markers are published for the near caches of every process.
 func (r *Redis) channel() string { return r.prefix + "marks" }
 
-// Mark implements Store: one pipeline for all markers, then one message on the marker
-// channel for every process's near cache.
+// ErrPublish wraps a failure to announce markers on the marker channel after they were
+// raised in Redis: the markers hold, only other processes' near caches did not hear.
+var ErrPublish = errors.New("markers raised but not published")
+
+// publishChunk bounds the markers of one message, so that no message nears Redis's
+// pub/sub output buffer limits or holds a near cache's lock for long.
+const publishChunk = 500
+
+// Mark implements Store: one pipeline for all markers and, once they are raised (never
+// before: a near cache must not hear of a marker Redis does not have yet), messages on
+// the marker channel for every process's near cache.
 func (r *Redis) Mark(ctx context.Context, marks []Mark, ttl time.Duration) error {
 	if len(marks) == 0 {
 		return nil
@@ -103,7 +112,6 @@ func (r *Redis) Mark(ctx context.Context, marks []Mark, ttl time.Duration) error
 		for _, m := range marks {
 			markScript.EvalSha(ctx, p, []string{m.Key}, m.Version, ttl.Milliseconds())
 		}
-		p.Publish(ctx, r.channel(), encodeMarks(marks))
 		return nil
 	})
 	if err != nil {
@@ -113,6 +121,15 @@ func (r *Redis) Mark(ctx context.Context, marks []Mark, ttl time.Duration) error
 		if err := c.Err(); err != nil {
 			return fmt.Errorf("redis mark: %w", err)
 		}
+	}
+	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < len(marks); i += publishChunk {
+			p.Publish(ctx, r.channel(), encodeMarks(marks[i:min(i+publishChunk, len(marks))]))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPublish, err)
 	}
 	return nil
 }
@@ -148,19 +165,25 @@ func (r *Redis) Flush(ctx context.Context) error {
 	return r.c.Publish(ctx, r.channel(), flushMessage).Err()
 }
 
-// watchHeartbeat is how often Watch pings its subscription when nothing arrives; two
-// intervals without a message or a pong count as a broken stream.
+// watchHeartbeat is how often Watch pings its subscription when nothing arrives; more
+// than two intervals without a message or a pong (detected within three) count as a
+// broken stream.
 const watchHeartbeat = 500 * time.Millisecond
 
 // Watch implements Watcher with a subscription to the marker channel. Each time it is
 // (re)subscribed it calls Ready; an error, or silence past the heartbeat, calls Lost and
 // subscribes again.
 func (r *Redis) Watch(ctx context.Context, h WatchHandler) error {
-	backoff := 50 * time.Millisecond
+	const minBackoff = 50 * time.Millisecond
+	backoff := minBackoff
 	for ctx.Err() == nil {
+		start := time.Now()
 		err := r.watch(ctx, h)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if time.Since(start) > time.Minute {
+			backoff = minBackoff // it was healthy a while: a new break starts afresh
 		}
 		h.Lost(err)
 		t := time.NewTimer(backoff)

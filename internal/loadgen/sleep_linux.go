@@ -26,6 +26,7 @@ func preciseSleep(d time.Duration) {
 	if d <= 0 {
 		return
 	}
+	start := time.Now()
 	f, _ := timerfds.Get().(*os.File)
 	if f == nil {
 		time.Sleep(d)
@@ -44,7 +45,7 @@ func preciseSleep(d time.Duration) {
 	}
 	if err != nil || serr != nil {
 		_ = f.Close()
-		time.Sleep(d)
+		time.Sleep(time.Until(start.Add(d)))
 		return
 	}
 	timerfds.Put(f)
