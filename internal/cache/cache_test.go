@@ -103,6 +103,25 @@ func TestRedisClusterKeepsTheVersionRules(t *testing.T) {
 	if err := s.Mark(ctx, marks, time.Minute); err != nil {
 		t.Fatalf("Mark across cluster slots: %v", err)
 	}
+
+	// The near cache follows markers published from another client of the Cluster.
+	api := startNear(t, rc, "cn:", time.Minute)
+	other := redis.NewUniversalClient(opts)
+	defer other.Close()
+	projector := cache.New(cache.NewRedis(other, "cn:"), cache.Config{TTL: time.Minute, Prefix: "cn:"}, prometheus.NewRegistry(), logging.Discard())
+	for i := range 20 { // pages on several masters
+		page := "q" + string(rune('a'+i))
+		key, marker := api.c.Keys().Entry(page, "page"), api.c.Keys().PageMarker(page)
+		api.c.Set(ctx, key, marker, cache.Entry{Version: 1, Value: []byte("v1")})
+		if _, hit := api.c.Get(ctx, key, marker); !hit {
+			t.Fatalf("page %s: Get after Set = miss", page)
+		}
+		projector.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 2}})
+		eventually(t, 2*time.Second, "page "+page+": v1 no longer served after the marker rose on the Cluster", func() bool {
+			_, hit := api.c.Get(ctx, key, marker)
+			return !hit
+		})
+	}
 }
 
 func TestMemoryHonoursItsBoundAndTTL(t *testing.T) {
