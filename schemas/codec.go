@@ -9,7 +9,6 @@ import (
 	"path"
 	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bytedance/sonic"
@@ -322,15 +321,15 @@ var decodeJSON = sonic.Config{UseNumber: true, ValidateString: true, CopyString:
 // paths: the processor's deltas out and the projector's deltas in.
 var JSON = sonic.ConfigStd
 
-// pretouch compiles sonic's decoders of every type the codec decodes now, once per
-// process, rather than on the first event of each type (milliseconds each: a spike in
-// the freshness of the first events after a start).
-var pretouch = sync.OnceFunc(func() {
+// pretouch compiles sonic's decoders of every type the codec decodes now, rather than on
+// the first event of each type (milliseconds each: a spike in the freshness of the first
+// events after a start). sonic keeps them once compiled, so a second codec costs little.
+func pretouch() {
 	for _, v := range []any{Envelope{}, Message{}, Echo{}, Delivery{}, Read{}, Reaction{}, Edit{}, Postback{},
 		Referral{}, Optin{}, ConversationChanged{}, Unknown{}, ConversationObserved{}, MessageObserved{}, PageSynced{}} {
-		_ = sonic.Pretouch(reflect.TypeOf(v))
+		Pretouch(v)
 	}
-})
+}
 
 // Pretouch compiles sonic's encoder and decoder of v's type now (see JSON).
 func Pretouch(v any) { _ = sonic.Pretouch(reflect.TypeOf(v)) }

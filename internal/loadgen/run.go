@@ -143,6 +143,8 @@ func Drive(ctx context.Context, p Pace, do func(ctx context.Context, i int) (sta
 	var sent int
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(1, p.Concurrency))
+	pace := newPacer()
+	defer pace.Close()
 	start := time.Now()
 	run := func(i int, due time.Time) {
 		defer wg.Done()
@@ -155,7 +157,7 @@ loop:
 		due := start
 		if p.Rate > 0 {
 			due = start.Add(time.Duration(float64(i) / p.Rate * float64(time.Second)))
-			if time.Until(due) > 0 && !sleepUntil(sched, due) {
+			if time.Until(due) > 0 && !pace.sleepUntil(sched, due) {
 				break loop
 			}
 		}

@@ -10,9 +10,9 @@ import (
 // milliseconds and rounds a shorter wait up to 1 ms (golang/go#44343). A paced run
 // measures latency from when a request was due, so that error would be charged to the
 // server: at 5,000 requests/s every request would look up to 0.8 ms slower than it was.
-// So the last stretch of a wait is on a timerfd the poller watches (microseconds of
-// slack, no thread held), and only a longer wait goes through a Go timer first.
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// So the last stretch of a wait is on p's timer, which the poller watches (microseconds
+// of slack, no thread held), and only a longer wait goes through a Go timer first.
+func (p *pacer) sleepUntil(ctx context.Context, t time.Time) bool {
 	const fine = 2 * time.Millisecond
 	if wait := time.Until(t) - fine; wait > 0 {
 		timer := time.NewTimer(wait)
@@ -26,6 +26,6 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	preciseSleep(time.Until(t))
+	p.sleep(time.Until(t))
 	return true
 }

@@ -4,4 +4,9 @@ package loadgen
 
 import "time"
 
-func preciseSleep(d time.Duration) { time.Sleep(d) }
+// pacer sleeps as Go's timers do where there is no timerfd.
+type pacer struct{}
+
+func newPacer() *pacer               { return &pacer{} }
+func (*pacer) Close()                {}
+func (*pacer) sleep(d time.Duration) { time.Sleep(d) }

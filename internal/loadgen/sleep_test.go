@@ -8,9 +8,11 @@ import (
 
 func TestSleepUntilNeverWakesEarlyAndStopsOnCancel(t *testing.T) {
 	ctx := context.Background()
+	p := newPacer()
+	defer p.Close()
 	for i := range 200 {
 		due := time.Now().Add(time.Duration(i%30) * 100 * time.Microsecond)
-		if !sleepUntil(ctx, due) {
+		if !p.sleepUntil(ctx, due) {
 			t.Fatal("sleepUntil returned false with a live context")
 		}
 		if now := time.Now(); now.Before(due) {
@@ -19,7 +21,7 @@ func TestSleepUntilNeverWakesEarlyAndStopsOnCancel(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if sleepUntil(cctx, time.Now().Add(time.Hour)) {
+	if p.sleepUntil(cctx, time.Now().Add(time.Hour)) {
 		t.Fatal("sleepUntil returned true after its context ended")
 	}
 }
