@@ -31,6 +31,13 @@ type Position struct {
 	// From is the offset of the batch's first delta, Next the offset after its last.
 	// Deltas below the stored next offset were applied already and are skipped.
 	From, Next int64
+	// Stored is the partition's next offset as stored in Postgres, when the caller knows
+	// it (it has held the partition since it read or wrote it); nil has the writer read
+	// it first, one more round trip. A successful apply sets it to the value it left, so
+	// a caller that keeps the partition can pass it on; after an error it should pass nil
+	// (a commit whose answer was lost may have happened). A wrong value rolls the
+	// transaction back with ErrFenced.
+	Stored *int64
 }
 
 // Input is one delta and its offset.
@@ -88,10 +95,9 @@ type Part struct {
 }
 
 // Apply writes a batch of deltas of one partition in one transaction: coalesce per key,
-// COPY into temporary tables, one merge statement per table, the offsets row. With pos
-// nil no offsets are kept (replay writes that way). Deltas whose offset is below the
-// stored next offset were applied before and are skipped, so a batch applied twice
-// changes nothing.
+// one merge statement per table, the offsets row. With pos nil no offsets are kept
+// (replay writes that way). Deltas whose offset is below the stored next offset were
+// applied before and are skipped, so a batch applied twice changes nothing.
 func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, error) {
 	return w.ApplyMany(ctx, []Part{{Pos: pos, In: in}})
 }
@@ -99,46 +105,77 @@ func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, 
 // ApplyMany is Apply for the batches of several partitions in one transaction (group
 // commit): one offsets row per partition, each fenced on its own; ErrFenced when any
 // partition's offsets moved under this writer.
+//
+// The transaction takes two round trips when every Position's Stored is known: the
+// statements go in one pipeline (BEGIN, the merges with the rows as array parameters,
+// the offsets), then COMMIT once the offsets are seen not to have moved. An unknown
+// Stored costs one more, first, to read the stored offsets under a row lock.
 func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
-	res := Result{Rows: map[string]int64{}, Durations: map[string]time.Duration{}}
 	// Lock offsets rows in one order, so two writers cannot deadlock on them.
 	parts = slices.Clone(parts)
 	sort.SliceStable(parts, func(i, j int) bool {
 		a, b := parts[i].Pos, parts[j].Pos
 		return a != nil && b != nil && (a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition)
 	})
-	tx, err := w.pool.BeginTx(ctx, pgx.TxOptions{})
+	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
-		return res, fmt.Errorf("begin: %w", err)
+		return Result{}, fmt.Errorf("acquire a connection: %w", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	defer conn.Release() // a connection left in a transaction is closed, not reused
+	res, err := w.apply(ctx, conn.Conn(), parts)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" /* undefined_table */ && strings.Contains(pgErr.Message, "tmp_counts") {
+		// The first batch of this server session (or a pooler gave us a new one): the
+		// statements are prepared before they run, so the table must exist first.
+		if _, err := conn.Exec(ctx, createCounts); err != nil {
+			return res, fmt.Errorf("create tmp_counts: %w", err)
+		}
+		res, err = w.apply(ctx, conn.Conn(), parts)
+	}
+	return res, err
+}
 
-	var version int64
+// apply runs ApplyMany's transaction on conn.
+func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Result, error) {
+	res := Result{Rows: map[string]int64{}, Durations: map[string]time.Duration{}}
+	committed := false
+	defer func() {
+		if !committed && !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+		}
+	}()
+
 	expected := make([]int64, len(parts))
 	b := &pgx.Batch{}
-	for _, stmt := range strings.Split(createTemp, ";") {
-		b.Queue(stmt)
-	}
-	b.Queue(`SELECT nextval('read_model_version_seq')`).QueryRow(func(r pgx.Row) error { return r.Scan(&version) })
+	b.Queue("BEGIN")
 	for i, part := range parts {
 		expected[i] = -1
 		pos := part.Pos
-		if pos == nil {
-			continue
-		}
-		b.Queue(`SELECT next_offset FROM projector_offsets
-			WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
-			pos.Group, pos.Topic, pos.Partition).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				if err := rows.Scan(&expected[i]); err != nil {
-					return err
+		switch {
+		case pos == nil:
+		case pos.Stored != nil:
+			expected[i] = *pos.Stored
+		default:
+			b.Queue(`SELECT next_offset FROM projector_offsets
+				WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
+				pos.Group, pos.Topic, pos.Partition).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					if err := rows.Scan(&expected[i]); err != nil {
+						return err
+					}
 				}
-			}
-			return rows.Err()
-		})
+				return rows.Err()
+			})
+		}
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return res, fmt.Errorf("prepare batch: %w", err)
+	if b.Len() > 1 {
+		// Which deltas were applied already follows from the stored offsets: read first.
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return res, fmt.Errorf("read offsets: %w", err)
+		}
+		b = &pgx.Batch{}
 	}
 
 	var deltas []processor.Delta
@@ -154,37 +191,25 @@ func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 	res.Applied = len(deltas)
 	rows := coalesce(deltas)
 
-	for _, c := range []struct {
-		table string
-		cols  []string
-		rows  [][]any
-	}{
-		{"tmp_pages", pageCols, rows.pages},
-		{"tmp_conversations", convCols, rows.convs},
-		{"tmp_messages_v2", msgCols, rows.msgs},
-		{"tmp_events", eventCols, rows.events},
-	} {
-		if len(c.rows) == 0 {
-			continue
-		}
-		start := time.Now()
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{c.table}, c.cols, pgx.CopyFromRows(c.rows)); err != nil {
-			return res, fmt.Errorf("copy %s: %w", c.table, err)
-		}
-		res.Durations["copy"] += time.Since(start)
+	// Custom plans: a cached generic plan made while the tables were small may keep
+	// scanning a whole page's messages for each row long after they have grown.
+	b.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
+	b.Queue(`SELECT nextval('read_model_version_seq')`)
+	// Each table's statement is timed on the server: the pipeline answers all at once.
+	var marks []time.Time
+	var tables []string
+	mark := func(table string) {
+		tables = append(tables, table)
+		b.Queue(`SELECT clock_timestamp()`).QueryRow(func(r pgx.Row) error {
+			var t time.Time
+			err := r.Scan(&t)
+			marks = append(marks, t)
+			return err
+		})
 	}
-
-	// The merges go in one pipelined round trip; the server runs them in order, so the
-	// time between two results is the time of the second statement.
-	b = &pgx.Batch{}
-	var last time.Time
-	step := func(table string) {
-		now := time.Now()
-		res.Durations[table] += now.Sub(last)
-		last = now
-	}
+	mark("")
 	if len(rows.pages) > 0 {
-		b.Queue(mergePages, version).Query(func(r pgx.Rows) error {
+		b.Queue(mergePages, columns(rows.pages, len(pageCols))...).Query(func(r pgx.Rows) error {
 			for r.Next() {
 				var pv PageVersion
 				if err := r.Scan(&pv.PageID, &pv.Version); err != nil {
@@ -193,24 +218,17 @@ func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 				res.Touched.Pages = append(res.Touched.Pages, pv)
 			}
 			res.Rows["facebook_pages"] = int64(len(res.Touched.Pages))
-			step("facebook_pages")
 			return r.Err()
 		})
+		mark("facebook_pages")
 	}
 	if len(rows.msgs) > 0 {
-		b.Queue(mergeMessages, version).Exec(func(ct pgconn.CommandTag) error {
-			res.Rows["messages"] = int64(len(rows.msgs))
-			step("messages")
-			return nil
-		})
+		b.Queue(mergeMessages, columns(rows.msgs, len(msgCols))...)
+		res.Rows["messages"] = int64(len(rows.msgs))
+		mark("messages")
 	}
 	if len(rows.convs) > 0 {
-		b.Queue(mergeConversations, version).Exec(func(ct pgconn.CommandTag) error {
-			res.Rows["conversations"] = ct.RowsAffected()
-			step("conversations")
-			return nil
-		})
-		b.Queue(deriveConversations).Query(func(r pgx.Rows) error {
+		b.Queue(mergeConversations, columns(rows.convs, len(convCols))...).Query(func(r pgx.Rows) error {
 			for r.Next() {
 				var cv ConversationVersion
 				if err := r.Scan(&cv.PageID, &cv.PSID, &cv.Version); err != nil {
@@ -218,44 +236,75 @@ func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 				}
 				res.Touched.Conversations = append(res.Touched.Conversations, cv)
 			}
-			step("conversations")
+			res.Rows["conversations"] = int64(len(res.Touched.Conversations))
 			return r.Err()
 		})
+		mark("conversations")
 	}
 	if len(rows.events) > 0 {
-		b.Queue(mergeEvents).Exec(func(ct pgconn.CommandTag) error {
+		b.Queue(mergeEvents, columns(rows.events, len(eventCols))...).Exec(func(ct pgconn.CommandTag) error {
 			res.Rows["conversation_events"] = ct.RowsAffected()
-			step("conversation_events")
 			return nil
 		})
+		mark("conversation_events")
 	}
 	fenced := false
+	saved := slices.Clone(expected)
 	for i, part := range parts {
 		pos := part.Pos
 		if pos == nil || pos.Next <= expected[i] {
 			continue // nothing new: a late batch never moves the offset back
 		}
+		saved[i] = pos.Next
 		b.Queue(saveOffsets, pos.Group, pos.Topic, pos.Partition, pos.Next, expected[i]).Exec(func(ct pgconn.CommandTag) error {
 			fenced = fenced || ct.RowsAffected() != 1
-			step("projector_offsets")
 			return nil
 		})
 	}
-	last = time.Now()
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if !slices.Equal(saved, expected) {
+		mark("projector_offsets")
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return res, fmt.Errorf("merge: %w", err)
+	}
+	for i := 1; i < len(marks); i++ {
+		res.Durations[tables[i]] = marks[i].Sub(marks[i-1])
 	}
 	if fenced {
 		return res, ErrFenced
 	}
-	if err := tx.Commit(ctx); err != nil {
+	ct, err := conn.Exec(ctx, "COMMIT")
+	if err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
+	if ct.String() != "COMMIT" {
+		return res, fmt.Errorf("commit: the transaction was rolled back (%s)", ct)
+	}
+	committed = true
 	res.Committed = time.Now()
+	for i, part := range parts {
+		if part.Pos != nil {
+			part.Pos.Stored = &saved[i]
+		}
+	}
 	return res, nil
 }
 
-// rows are the coalesced rows of a batch, one per key, ready for COPY.
+// columns turns rows into one slice per column: the array parameters the merge
+// statements unnest.
+func columns(rows [][]any, n int) []any {
+	cols := make([]any, n)
+	for c := range n {
+		col := make([]any, len(rows))
+		for r, row := range rows {
+			col[r] = row[c]
+		}
+		cols[c] = col
+	}
+	return cols
+}
+
+// rows are the coalesced rows of a batch, one per key, in the order of the *Cols names.
 type rowSet struct {
 	pages, convs, msgs, events [][]any
 }

@@ -3,6 +3,7 @@ package projector_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"math/rand/v2"
 	"testing"
@@ -154,5 +155,64 @@ func TestApplyTakesNULCharacters(t *testing.T) {
 	var text string
 	if err := pool.QueryRow(context.Background(), `SELECT text FROM messages WHERE mid = 'm_nul'`).Scan(&text); err != nil || text != "a\uFFFDb" {
 		t.Errorf("stored text = %q (%v), want the NUL replaced by U+FFFD", text, err)
+	}
+}
+
+// A caller that knows the stored offset (the projector's partition worker, after its
+// first commit) saves the round trip that reads it; a wrong one is caught by the offsets
+// row and the whole transaction rolls back.
+func TestApplyWithAKnownStoredOffset(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.Postgres(t)
+	w := projector.NewWriter(pool)
+	ctx := testenv.Context(t, time.Minute)
+	evs, err := model.History(11, model.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := fold(evs)
+	if len(ds) < 2 {
+		t.Fatalf("history folds into %d deltas, want at least 2", len(ds))
+	}
+	in := make([]projector.Input, len(ds))
+	for i, d := range ds {
+		in[i] = projector.Input{Offset: int64(i), Delta: d}
+	}
+	half := len(in) / 2
+	posA := &projector.Position{Group: "g", Topic: "deltas", Partition: 0, From: 0, Next: int64(half)}
+	if _, err := w.Apply(ctx, posA, in[:half]); err != nil {
+		t.Fatal(err)
+	}
+	if posA.Stored == nil || *posA.Stored != int64(half) {
+		t.Fatalf("after a commit Stored = %v, want %d", posA.Stored, half)
+	}
+	before, _ := projector.Dump(ctx, pool)
+
+	stale := int64(-1) // a writer that believes nothing is stored yet
+	posB := &projector.Position{Group: "g", Topic: "deltas", Partition: 0, From: int64(half), Next: int64(len(in)), Stored: &stale}
+	if _, err := w.Apply(ctx, posB, in[half:]); !errors.Is(err, projector.ErrFenced) {
+		t.Fatalf("Apply with a wrong stored offset = %v, want ErrFenced", err)
+	}
+	after, _ := projector.Dump(ctx, pool)
+	if diff := RowsDiff(before, after); diff != "" {
+		t.Errorf("a fenced batch changed rows:\n%s", diff)
+	}
+
+	posB.Stored = posA.Stored
+	res, err := w.Apply(ctx, posB, in[half:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Applied != len(in)-half || posB.Stored == nil || *posB.Stored != int64(len(in)) {
+		t.Errorf("applied %d deltas and left Stored %v, want %d and %d", res.Applied, posB.Stored, len(in)-half, len(in))
+	}
+	whole, _ := projector.Dump(ctx, pool)
+	pool2, _ := testenv.Postgres(t)
+	if _, err := projector.NewWriter(pool2).Apply(ctx, nil, in); err != nil {
+		t.Fatal(err)
+	}
+	once, _ := projector.Dump(ctx, pool2)
+	if diff := RowsDiff(once, whole); diff != "" {
+		t.Errorf("two batches with known offsets differ from one batch:\n%s", diff)
 	}
 }

@@ -257,6 +257,9 @@ type worker struct {
 	in        chan []*kgo.Record
 	quit      chan struct{}
 	done      chan struct{}
+	// stored is the partition's next offset in Postgres as of this worker's last commit;
+	// nil before its first, and after a failure (the writer then reads it).
+	stored *int64
 }
 
 func (w *worker) run(cl *kgo.Client) {
@@ -336,7 +339,7 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 		in = append(in, Input{Offset: r.Offset, Delta: d})
 	}
 	last := recs[len(recs)-1]
-	pos := &Position{Group: w.p.cfg.Group, Topic: last.Topic, Partition: last.Partition, From: recs[0].Offset, Next: last.Offset + 1}
+	pos := &Position{Group: w.p.cfg.Group, Topic: last.Topic, Partition: last.Partition, From: recs[0].Offset, Next: last.Offset + 1, Stored: w.stored}
 	// Postgres away (a failover, a restart) is waited out: the batch is retried with a
 	// capped backoff until it commits or the partition is taken away. Only a fence (the
 	// partition's offsets moved under us: another instance owns it now) gives up.
@@ -347,6 +350,7 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 		if err == nil || errors.Is(err, ErrFenced) {
 			break
 		}
+		pos.Stored = nil // the commit may have happened: read what is stored
 		w.p.m.retries.Inc()
 		w.p.log.Warn("apply batch, retrying", "topic", last.Topic, "partition", last.Partition, "attempt", attempt, "backoff", backoff, "error", err)
 		select {
@@ -357,8 +361,10 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 		backoff = min(2*backoff, 10*time.Second)
 	}
 	if err != nil {
+		w.stored = nil
 		return err
 	}
+	w.stored = pos.Stored
 	w.p.observeStages(recs, in, start, time.Now())
 	cl.MarkCommitRecords(last)
 	return nil
@@ -411,8 +417,10 @@ func (p *Projector) write(in <-chan commitReq) {
 		err := p.applyGroup(reqs)
 		if err != nil && len(reqs) > 1 {
 			// One partition's batch may be what failed (or was fenced): commit the others
-			// without it, so a bad batch holds back only its own partition.
+			// without it, so a bad batch holds back only its own partition. The group's
+			// commit may have happened though its answer was lost: read the offsets.
 			for _, r := range reqs {
+				r.part.Pos.Stored = nil
 				r.done <- p.applyGroup([]commitReq{r})
 			}
 			continue

@@ -1,37 +1,31 @@
 package projector
 
+import "strings"
+
 // The merge statements. Each column's rule is a join (idempotent, commutative,
 // associative) and mirrors processor.MergeMessage / MergeConversation / MergeReactions,
 // so a batch gives the same rows whatever the order and number of its deltas. Text
 // comparisons use COLLATE "C" (byte order, as Go compares strings).
 
-// createTemp makes the batch's staging tables once per server session: each transaction
-// creates them if its session lacks them, so the projector works behind a
-// transaction-mode pooler too, and ON COMMIT DELETE ROWS empties them at every commit,
-// so nothing outlives the transaction that wrote it. (ON COMMIT DROP would create and
-// drop five tables per batch: catalog writes that cost more than the merge itself.)
-// A staging table whose columns change gets a new name (tmp_messages_v2): behind a
-// pooler, a session may still hold the old shape from an older binary.
-const createTemp = `
-CREATE TEMP TABLE IF NOT EXISTS tmp_pages (page_id text, name text, name_at timestamptz, last_synced_at timestamptz) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_conversations (page_id text, psid text, thread_id text, participant_name text,
-    participant_name_at timestamptz, snapshot_at timestamptz, snapshot_message_count integer,
-    snapshot_unread_count integer, snapshot_snippet text, read_watermark timestamptz,
-    delivery_watermark timestamptz, last_message_at timestamptz, last_message_mid text,
-    last_message_direction text, last_outbound_at timestamptz) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_messages_v2 (page_id text, mid text, psid text, direction text, text text,
-    attachments jsonb, attachments_key text, reactions jsonb, edit_count integer, content_source smallint,
-    sent_at timestamptz, app_id text, reply_to_mid text) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_events (page_id text, event_id text, psid text, type text, occurred_at timestamptz,
-    data jsonb) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_counts (page_id text, psid text, new_content integer) ON COMMIT DELETE ROWS`
+// createCounts makes the table in which the messages merge leaves, per conversation, how
+// many messages got content for the first time, for the conversations merge that follows.
+// It is created once per server session: each transaction creates it if its session
+// lacks it, so the projector works behind a transaction-mode pooler too, and ON COMMIT
+// DELETE ROWS empties it at every commit, so nothing outlives the transaction that wrote
+// it. (ON COMMIT DROP would write the catalog at every batch.) The batch's rows reach the
+// merges as array parameters, unnested: no staging tables, one round trip.
+const createCounts = `CREATE TEMP TABLE IF NOT EXISTS tmp_counts (page_id text, psid text, new_content integer) ON COMMIT DELETE ROWS`
+
+// version is the batch's read-model version, drawn by the transaction before its merges.
+const version = `currval('read_model_version_seq')`
 
 // mergePages: a page row appears with its first event. name: the page-synced name with
 // the latest time (a name without a time, from an import, yields to any synced one);
 // last_synced_at: running maximum.
 const mergePages = `
 INSERT INTO facebook_pages AS p (page_id, name, name_at, last_synced_at, version, updated_at)
-SELECT page_id, name, name_at, last_synced_at, $1, now() FROM tmp_pages
+SELECT page_id, name, name_at, last_synced_at, ` + version + `, now()
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS t(page_id, name, name_at, last_synced_at)
 ON CONFLICT (page_id) DO UPDATE SET
     name = CASE WHEN excluded.name IS NOT NULL AND (p.name IS NULL OR p.name_at IS NULL
                      OR (excluded.name_at, excluded.name COLLATE "C") > (p.name_at, p.name COLLATE "C"))
@@ -40,22 +34,30 @@ ON CONFLICT (page_id) DO UPDATE SET
                      OR (excluded.name_at, excluded.name COLLATE "C") > (p.name_at, p.name COLLATE "C"))
                 THEN excluded.name_at ELSE p.name_at END,
     last_synced_at = greatest(p.last_synced_at, excluded.last_synced_at),
-    version = greatest(p.version + 1, $1),
+    version = greatest(p.version + 1, ` + version + `),
     updated_at = now()
 RETURNING page_id, version`
 
 // mergeMessages upserts the messages and records, per conversation, how many of them
 // got content for the first time: message_count counts each message once.
 const mergeMessages = `
-WITH prior AS (
-    SELECT m.page_id, m.mid, m.content_source
-    FROM messages m JOIN tmp_messages_v2 t ON m.page_id = t.page_id AND m.mid = t.mid
+WITH t AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
+        $8::jsonb[], $9::integer[], $10::smallint[], $11::timestamptz[], $12::text[], $13::text[])
+        AS t(page_id, mid, psid, direction, text, attachments, attachments_key, reactions, edit_count,
+             content_source, sent_at, app_id, reply_to_mid)
+), prior AS (
+    -- A correlated subquery, not a join: an index scan per batch row, never a hash join
+    -- over the whole table, which the planner may pick when it misjudges the batch's size.
+    SELECT t.page_id, t.mid,
+        (SELECT m.content_source FROM messages m WHERE m.page_id = t.page_id AND m.mid = t.mid) AS content_source
+    FROM t
 ), up AS (
     INSERT INTO messages AS m (page_id, mid, psid, direction, text, attachments, attachments_key, reactions,
         edit_count, content_source, sent_at, app_id, reply_to_mid, version, updated_at)
     SELECT page_id, mid, psid, direction, text, attachments, attachments_key, reactions, edit_count,
-        content_source, sent_at, app_id, reply_to_mid, $1, now()
-    FROM tmp_messages_v2
+        content_source, sent_at, app_id, reply_to_mid, ` + version + `, now()
+    FROM t
     ON CONFLICT (page_id, mid) DO UPDATE SET
         text = CASE
             WHEN excluded.edit_count > m.edit_count THEN excluded.text
@@ -99,7 +101,7 @@ WITH prior AS (
             ELSE m.reply_to_mid END,
         content_source = greatest(m.content_source, excluded.content_source),
         reactions = merge_reactions(m.reactions, excluded.reactions),
-        version = greatest(m.version + 1, $1),
+        version = greatest(m.version + 1, ` + version + `),
         updated_at = now()
     RETURNING m.page_id, m.psid, m.mid, m.content_source
 )
@@ -109,21 +111,36 @@ FROM up LEFT JOIN prior ON prior.page_id = up.page_id AND prior.mid = up.mid
 WHERE up.content_source > 0 AND coalesce(prior.content_source, 0) = 0
 GROUP BY up.page_id, up.psid`
 
-// mergeConversations: watermarks and last outbound time are running maxima; the latest
-// message is the greatest (time, mid); the snapshot is the one with the greatest
-// (updated time, message count, unread count, snippet); the participant name comes from
-// the latest snapshot that had one; thread_id is the greatest seen; known_message_count
-// adds the messages that got content in this batch.
-const mergeConversations = `
+// mergeConversations upserts the conversations and, in the same statement, the columns
+// that follow from their merged state, so each row is written once a batch. The rules:
+// watermarks and last outbound time are running maxima; the latest message is the greatest
+// (time, mid); the snapshot is the one with the greatest (updated time, message count,
+// unread count, snippet); the participant name comes from the latest snapshot that had
+// one; thread_id is the greatest seen; known_message_count adds the messages that got
+// content in this batch. Derived (see derived): message_count, snippet, unread_count.
+var mergeConversations = `
 INSERT INTO conversations AS c (page_id, psid, thread_id, participant_name, participant_name_at,
     snapshot_at, snapshot_message_count, snapshot_unread_count, snapshot_snippet,
     read_watermark, delivery_watermark, last_message_at, last_message_mid, last_message_direction,
-    last_outbound_at, known_message_count, version, updated_at)
+    last_outbound_at, known_message_count, message_count, snippet, unread_count, version, updated_at)
 SELECT t.page_id, t.psid, t.thread_id, t.participant_name, t.participant_name_at,
     t.snapshot_at, t.snapshot_message_count, t.snapshot_unread_count, t.snapshot_snippet,
     t.read_watermark, t.delivery_watermark, t.last_message_at, t.last_message_mid, t.last_message_direction,
-    t.last_outbound_at, coalesce(n.new_content, 0), $1, now()
-FROM tmp_conversations t LEFT JOIN tmp_counts n ON n.page_id = t.page_id AND n.psid = t.psid
+    t.last_outbound_at, coalesce(n.new_content, 0),
+    ` + derived(conversationState{
+	page: "t.page_id", psid: "t.psid", known: "coalesce(n.new_content, 0)",
+	snapshotAt: "t.snapshot_at", snapshotCount: "t.snapshot_message_count",
+	snapshotUnread: "t.snapshot_unread_count", snapshotSnippet: "t.snapshot_snippet",
+	lastAt: "t.last_message_at", lastMid: "t.last_message_mid", lastOutbound: "t.last_outbound_at",
+}, false) + `,
+    ` + version + `, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::integer[],
+        $8::integer[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[],
+        $14::text[], $15::timestamptz[])
+    AS t(page_id, psid, thread_id, participant_name, participant_name_at, snapshot_at, snapshot_message_count,
+         snapshot_unread_count, snapshot_snippet, read_watermark, delivery_watermark, last_message_at,
+         last_message_mid, last_message_direction, last_outbound_at)
+    LEFT JOIN tmp_counts n ON n.page_id = t.page_id AND n.psid = t.psid
 ON CONFLICT (page_id, psid) DO UPDATE SET
     thread_id = greatest(c.thread_id COLLATE "C", excluded.thread_id COLLATE "C"),
     participant_name = CASE WHEN excluded.participant_name IS NOT NULL AND (c.participant_name IS NULL
@@ -132,19 +149,75 @@ ON CONFLICT (page_id, psid) DO UPDATE SET
     participant_name_at = CASE WHEN excluded.participant_name IS NOT NULL AND (c.participant_name IS NULL
             OR (excluded.participant_name_at, excluded.participant_name COLLATE "C") > (c.participant_name_at, c.participant_name COLLATE "C"))
         THEN excluded.participant_name_at ELSE c.participant_name_at END,
-    snapshot_at = CASE WHEN ` + newerSnapshot + ` THEN excluded.snapshot_at ELSE c.snapshot_at END,
-    snapshot_message_count = CASE WHEN ` + newerSnapshot + ` THEN excluded.snapshot_message_count ELSE c.snapshot_message_count END,
-    snapshot_unread_count = CASE WHEN ` + newerSnapshot + ` THEN excluded.snapshot_unread_count ELSE c.snapshot_unread_count END,
-    snapshot_snippet = CASE WHEN ` + newerSnapshot + ` THEN excluded.snapshot_snippet ELSE c.snapshot_snippet END,
+    snapshot_at = ` + mergedConversation.snapshotAt + `,
+    snapshot_message_count = ` + mergedConversation.snapshotCount + `,
+    snapshot_unread_count = ` + mergedConversation.snapshotUnread + `,
+    snapshot_snippet = ` + mergedConversation.snapshotSnippet + `,
     read_watermark = greatest(c.read_watermark, excluded.read_watermark),
     delivery_watermark = greatest(c.delivery_watermark, excluded.delivery_watermark),
-    last_outbound_at = greatest(c.last_outbound_at, excluded.last_outbound_at),
-    last_message_at = CASE WHEN ` + newerLast + ` THEN excluded.last_message_at ELSE c.last_message_at END,
-    last_message_mid = CASE WHEN ` + newerLast + ` THEN excluded.last_message_mid ELSE c.last_message_mid END,
-    last_message_direction = CASE WHEN ` + newerLast + ` THEN excluded.last_message_direction ELSE c.last_message_direction END,
-    known_message_count = c.known_message_count + excluded.known_message_count,
-    version = greatest(c.version + 1, $1),
-    updated_at = now()`
+    last_outbound_at = ` + mergedConversation.lastOutbound + `,
+    last_message_at = ` + mergedConversation.lastAt + `,
+    last_message_mid = ` + mergedConversation.lastMid + `,
+    last_message_direction = ` + ifNewerLast("last_message_direction") + `,
+    known_message_count = ` + mergedConversation.known + `,
+    ` + derived(mergedConversation, true) + `,
+    version = greatest(c.version + 1, ` + version + `),
+    updated_at = now()
+RETURNING c.page_id, c.psid, c.version`
+
+// conversationState names, as SQL expressions, the merged columns of a conversation that
+// its derived columns follow from.
+type conversationState struct {
+	page, psid, known                                          string
+	snapshotAt, snapshotCount, snapshotUnread, snapshotSnippet string
+	lastAt, lastMid, lastOutbound                              string
+}
+
+// mergedConversation is a conflicting row's state after the merge: the stored row c and
+// the batch's row excluded, by the rules of mergeConversations.
+var mergedConversation = conversationState{
+	page: "c.page_id", psid: "c.psid", known: "c.known_message_count + excluded.known_message_count",
+	snapshotAt: ifNewerSnapshot("snapshot_at"), snapshotCount: ifNewerSnapshot("snapshot_message_count"),
+	snapshotUnread: ifNewerSnapshot("snapshot_unread_count"), snapshotSnippet: ifNewerSnapshot("snapshot_snippet"),
+	lastAt: ifNewerLast("last_message_at"), lastMid: ifNewerLast("last_message_mid"),
+	lastOutbound: "greatest(c.last_outbound_at, excluded.last_outbound_at)",
+}
+
+func ifNewerSnapshot(col string) string {
+	return "CASE WHEN " + newerSnapshot + " THEN excluded." + col + " ELSE c." + col + " END"
+}
+
+func ifNewerLast(col string) string {
+	return "CASE WHEN " + newerLast + " THEN excluded." + col + " ELSE c." + col + " END"
+}
+
+// derived gives the columns that follow from a conversation's state s, as a SELECT list,
+// or as SET assignments when assign is set:
+// message_count is the greater of the distinct messages known and the latest snapshot's
+// count (history beyond what the Graph API lets us read); snippet is the latest message's
+// text, or the snapshot's when the snapshot is newer; unread_count counts the inbound
+// messages after the page last replied (a reply means it read them), starting from the
+// snapshot's count when the snapshot is newer than that reply. The lookups are correlated
+// subqueries: index scans for the batch's rows, never a join over a whole table.
+func derived(s conversationState, assign bool) string {
+	exprs := []string{
+		"greatest(" + s.known + ", coalesce(" + s.snapshotCount + ", 0))",
+		"CASE WHEN " + s.snapshotAt + " IS NOT NULL AND (" + s.lastAt + " IS NULL OR " + s.snapshotAt + " > " + s.lastAt + ")" +
+			" THEN " + s.snapshotSnippet +
+			" ELSE (SELECT coalesce(m.text, '[' || (m.attachments->0->>'type') || ']')" +
+			" FROM messages m WHERE m.page_id = " + s.page + " AND m.mid = " + s.lastMid + ") END",
+		"(SELECT count(*) FROM messages m WHERE m.page_id = " + s.page + " AND m.psid = " + s.psid +
+			" AND m.direction = 'inbound' AND m.sent_at > greatest(coalesce(" + s.lastOutbound + ", '-infinity'), coalesce(" + s.snapshotAt + ", '-infinity')))" +
+			" + CASE WHEN " + s.snapshotAt + " IS NOT NULL AND " + s.snapshotAt + " >= coalesce(" + s.lastOutbound + ", '-infinity')" +
+			" THEN " + s.snapshotUnread + " ELSE 0 END",
+	}
+	if assign {
+		for i, col := range []string{"message_count", "snippet", "unread_count"} {
+			exprs[i] = col + " = " + exprs[i]
+		}
+	}
+	return strings.Join(exprs, ",\n    ")
+}
 
 const newerSnapshot = `(excluded.snapshot_at IS NOT NULL AND (c.snapshot_at IS NULL
     OR (excluded.snapshot_at, excluded.snapshot_message_count, excluded.snapshot_unread_count, coalesce(excluded.snapshot_snippet, '') COLLATE "C")
@@ -153,32 +226,11 @@ const newerSnapshot = `(excluded.snapshot_at IS NOT NULL AND (c.snapshot_at IS N
 const newerLast = `(excluded.last_message_mid IS NOT NULL AND (c.last_message_mid IS NULL
     OR (excluded.last_message_at, excluded.last_message_mid COLLATE "C") > (c.last_message_at, c.last_message_mid COLLATE "C")))`
 
-// deriveConversations computes the columns that follow from the merged state:
-// message_count is the greater of the distinct messages known and the latest snapshot's
-// count (history beyond what the Graph API lets us read); snippet is the latest
-// message's text, or the snapshot's when the snapshot is newer; unread_count counts the
-// inbound messages after the page last replied (a reply means it read them), starting
-// from the snapshot's count when the snapshot is newer than that reply.
-const deriveConversations = `
-UPDATE conversations c SET
-    message_count = greatest(c.known_message_count, coalesce(c.snapshot_message_count, 0)),
-    snippet = CASE
-        WHEN c.snapshot_at IS NOT NULL AND (c.last_message_at IS NULL OR c.snapshot_at > c.last_message_at)
-            THEN c.snapshot_snippet
-        ELSE (SELECT coalesce(m.text, '[' || (m.attachments->0->>'type') || ']')
-              FROM messages m WHERE m.page_id = c.page_id AND m.mid = c.last_message_mid) END,
-    unread_count = (SELECT count(*) FROM messages m
-                    WHERE m.page_id = c.page_id AND m.psid = c.psid AND m.direction = 'inbound'
-                      AND m.sent_at > greatest(coalesce(c.last_outbound_at, '-infinity'), coalesce(c.snapshot_at, '-infinity')))
-        + CASE WHEN c.snapshot_at IS NOT NULL AND c.snapshot_at >= coalesce(c.last_outbound_at, '-infinity')
-               THEN c.snapshot_unread_count ELSE 0 END
-FROM tmp_conversations t
-WHERE c.page_id = t.page_id AND c.psid = t.psid
-RETURNING c.page_id, c.psid, c.version`
-
 const mergeEvents = `
 INSERT INTO conversation_events (page_id, event_id, psid, type, occurred_at, data)
-SELECT page_id, event_id, psid, type, occurred_at, data FROM tmp_events
+SELECT page_id, event_id, psid, type, occurred_at, data
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+    AS t(page_id, event_id, psid, type, occurred_at, data)
 ON CONFLICT (page_id, event_id) DO NOTHING`
 
 // saveOffsets moves the partition's next offset, only from the value this transaction

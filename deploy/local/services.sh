@@ -208,6 +208,10 @@ transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=67108864
 log.retention.hours=168
+# A dev box of two cores: as many request threads as cores, not the defaults' 3 network
+# and 8 I/O threads, which only preempt one another (freshness p50 37-39 -> 34-35 ms).
+num.network.threads=2
+num.io.threads=2
 EOF
   local cp="$KAFKA_LIBS/*"
   if [ ! -f "$data/meta.properties" ]; then
