@@ -122,17 +122,7 @@ func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 		return Result{}, fmt.Errorf("acquire a connection: %w", err)
 	}
 	defer conn.Release() // a connection left in a transaction is closed, not reused
-	res, err := w.apply(ctx, conn.Conn(), parts)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P01" /* undefined_table */ && strings.Contains(pgErr.Message, "tmp_counts") {
-		// The first batch of this server session (or a pooler gave us a new one): the
-		// statements are prepared before they run, so the table must exist first.
-		if _, err := conn.Exec(ctx, createCounts); err != nil {
-			return res, fmt.Errorf("create tmp_counts: %w", err)
-		}
-		res, err = w.apply(ctx, conn.Conn(), parts)
-	}
-	return res, err
+	return w.apply(ctx, conn.Conn(), parts)
 }
 
 // apply runs ApplyMany's transaction on conn.

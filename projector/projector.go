@@ -31,7 +31,7 @@ type Config struct {
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
-	return Config{Group: "convsync-projector", BatchRecords: 2000, BatchBytes: 8 << 20, Linger: time.Millisecond, Writers: 1}
+	return Config{Group: "convsync-projector", BatchRecords: 2000, BatchBytes: 8 << 20, Linger: 0, Writers: 1}
 }
 
 // Validate reports the first invalid value, naming its variable.
