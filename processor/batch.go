@@ -23,7 +23,8 @@ type batchResult struct {
 	dlq      map[string]int // dead letters by category
 	perDelta []int          // events in each delta written
 	dead     []deadLettered // for the log, once committed
-	err      error          // a produce failed: the transaction must abort
+	out      []*kgo.Record  // the deltas and dead letters to produce in the transaction
+	err      error          // the batch cannot commit: the transaction must abort
 }
 
 func (r *batchResult) add(o batchResult) {
@@ -36,6 +37,7 @@ func (r *batchResult) add(o batchResult) {
 	}
 	r.perDelta = append(r.perDelta, o.perDelta...)
 	r.dead = append(r.dead, o.dead...)
+	r.out = append(r.out, o.out...)
 	if r.err == nil {
 		r.err = o.err
 	}

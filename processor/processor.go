@@ -339,6 +339,11 @@ func (p *Processor) batch(sess *kgo.GroupTransactSession, ws *workers, fetches k
 	// transaction after TransactionTimeout, and so do we.
 	endCtx, cancel := context.WithTimeout(context.Background(), p.cfg.TransactionTimeout)
 	defer cancel()
+	if res.err == nil && len(res.out) > 0 {
+		if err := sess.Client().ProduceSync(endCtx, res.out...).FirstErr(); err != nil {
+			res.err = fmt.Errorf("produce %d records for %d partitions of %s: %w", len(res.out), partitions, p.kc.EventsTopic, err)
+		}
+	}
 	committed, err := sess.End(endCtx, kgo.TransactionEndTry(res.err == nil))
 	if err != nil {
 		p.m.txns.WithLabelValues(outcomeAborted).Inc()
@@ -377,8 +382,8 @@ func (p *Processor) batch(sess *kgo.GroupTransactSession, ws *workers, fetches k
 }
 
 // worker is the goroutine of one assigned partition: it turns that partition's share of
-// each batch into records and produces them in the open transaction. One per partition
-// keeps a page's events in order and the work bounded.
+// each batch into the records the batch produces in the open transaction. One per
+// partition keeps a page's events in order and the work bounded.
 type worker struct {
 	partition int32
 	jobs      chan job
@@ -410,7 +415,7 @@ func (ws *workers) get(partition int32) *worker {
 
 // assigned starts a worker per new partition. ctx is the client's, cancelled when it
 // closes.
-func (ws *workers) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+func (ws *workers) assigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for _, partition := range assigned[ws.p.kc.EventsTopic] {
@@ -423,7 +428,7 @@ func (ws *workers) assigned(ctx context.Context, cl *kgo.Client, assigned map[st
 		ws.wg.Add(1)
 		go func() {
 			defer ws.wg.Done()
-			ws.p.work(wctx, cl, w)
+			ws.p.work(wctx, w)
 		}()
 	}
 }
@@ -456,7 +461,7 @@ func (ws *workers) stopAll() {
 	ws.wg.Wait()
 }
 
-func (p *Processor) work(ctx context.Context, cl *kgo.Client, w *worker) {
+func (p *Processor) work(ctx context.Context, w *worker) {
 	defer close(w.done)
 	defer w.cancel()
 	for {
@@ -464,23 +469,19 @@ func (p *Processor) work(ctx context.Context, cl *kgo.Client, w *worker) {
 		case <-ctx.Done():
 			return
 		case j := <-w.jobs:
-			j.out <- p.process(ctx, cl, w.partition, j.recs)
+			j.out <- p.process(w.partition, j.recs)
 		}
 	}
 }
 
-// process decodes, folds and produces one partition's records, and waits for Kafka to
-// take them (within the transaction; nothing is visible before it commits).
-func (p *Processor) process(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) batchResult {
+// process decodes and folds one partition's records into the deltas and dead letters to
+// produce; the batch produces every partition's together, so that one request adds the
+// partitions to the transaction and one carries the records.
+func (p *Processor) process(partition int32, recs []*kgo.Record) batchResult {
 	out, res, err := p.transform(recs, p.now())
 	if err != nil {
 		return batchResult{err: fmt.Errorf("%s partition %d: %w", p.kc.EventsTopic, partition, err)}
 	}
-	// The broker aborts the transaction after TransactionTimeout: no use waiting longer.
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.TransactionTimeout)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
-		res.err = fmt.Errorf("produce %d records for %s partition %d: %w", len(out), p.kc.EventsTopic, partition, err)
-	}
+	res.out = out
 	return res
 }
