@@ -39,7 +39,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		Group:              "convsync-processor",
-		MaxPollRecords:     2000,
+		MaxPollRecords:     5000,
 		TransactionTimeout: 30 * time.Second,
 		MaxDeltaBytes:      512 << 10,
 	}
