@@ -33,10 +33,11 @@ type Position struct {
 	From, Next int64
 	// Stored is the partition's next offset as stored in Postgres, when the caller knows
 	// it (it has held the partition since it read or wrote it); nil has the writer read
-	// it first, one more round trip. A successful apply sets it to the value it left, so
-	// a caller that keeps the partition can pass it on; after an error it should pass nil
-	// (a commit whose answer was lost may have happened). A wrong value rolls the
-	// transaction back with ErrFenced.
+	// it first, one more round trip, and so does a batch that does not end past it. A
+	// successful apply sets it to the value it left, so a caller that keeps the partition
+	// can pass it on; after an error it should pass nil (a commit whose answer was lost
+	// may have happened). A wrong value rolls the transaction back with ErrFenced: retry
+	// with nil.
 	Stored *int64
 }
 
@@ -107,9 +108,10 @@ func (w *Writer) Apply(ctx context.Context, pos *Position, in []Input) (Result, 
 // partition's offsets moved under this writer.
 //
 // The transaction takes two round trips when every Position's Stored is known: the
-// statements go in one pipeline (BEGIN, the merges with the rows as array parameters,
-// the offsets), then COMMIT once the offsets are seen not to have moved. An unknown
-// Stored costs one more, first, to read the stored offsets under a row lock.
+// statements go in one pipeline (BEGIN, the offsets, the merges with the rows as array
+// parameters), then COMMIT once the offsets are seen not to have moved. An unknown
+// Stored costs one more, first, to read the stored offsets under a row lock (and a
+// connection's first batch one more, to prepare the statements).
 func (w *Writer) ApplyMany(ctx context.Context, parts []Part) (Result, error) {
 	// Lock offsets rows in one order, so two writers cannot deadlock on them.
 	parts = slices.Clone(parts)
@@ -145,9 +147,9 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 		pos := part.Pos
 		switch {
 		case pos == nil:
-		case pos.Stored != nil:
+		case pos.Stored != nil && pos.Next > *pos.Stored:
 			expected[i] = *pos.Stored
-		default:
+		default: // unknown, or a batch that ends where the caller thinks it stored: look
 			b.Queue(`SELECT next_offset FROM projector_offsets
 				WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
 				pos.Group, pos.Topic, pos.Partition).Query(func(rows pgx.Rows) error {
@@ -198,46 +200,10 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 		})
 	}
 	mark("")
-	if len(rows.pages) > 0 {
-		b.Queue(mergePages, columns(rows.pages, len(pageCols))...).Query(func(r pgx.Rows) error {
-			for r.Next() {
-				var pv PageVersion
-				if err := r.Scan(&pv.PageID, &pv.Version); err != nil {
-					return err
-				}
-				res.Touched.Pages = append(res.Touched.Pages, pv)
-			}
-			res.Rows["facebook_pages"] = int64(len(res.Touched.Pages))
-			return r.Err()
-		})
-		mark("facebook_pages")
-	}
-	if len(rows.msgs) > 0 {
-		b.Queue(mergeMessages, columns(rows.msgs, len(msgCols))...)
-		res.Rows["messages"] = int64(len(rows.msgs))
-		mark("messages")
-	}
-	if len(rows.convs) > 0 {
-		b.Queue(mergeConversations, columns(rows.convs, len(convCols))...).Query(func(r pgx.Rows) error {
-			for r.Next() {
-				var cv ConversationVersion
-				if err := r.Scan(&cv.PageID, &cv.PSID, &cv.Version); err != nil {
-					return err
-				}
-				res.Touched.Conversations = append(res.Touched.Conversations, cv)
-			}
-			res.Rows["conversations"] = int64(len(res.Touched.Conversations))
-			return r.Err()
-		})
-		mark("conversations")
-	}
-	if len(rows.events) > 0 {
-		b.Queue(mergeEvents, columns(rows.events, len(eventCols))...).Exec(func(ct pgconn.CommandTag) error {
-			res.Rows["conversation_events"] = ct.RowsAffected()
-			return nil
-		})
-		mark("conversation_events")
-	}
+	// The offsets first: every writer, and a replay's swap, locks projector_offsets
+	// before the read-model tables, in one order, so none can deadlock with another.
+	// Each upsert moves the offset only from the value this transaction expects; one that
+	// moved under it fences the batch (checked before COMMIT).
 	fenced := false
 	saved := slices.Clone(expected)
 	for i, part := range parts {
@@ -253,6 +219,46 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 	}
 	if !slices.Equal(saved, expected) {
 		mark("projector_offsets")
+	}
+	if len(rows.pages) > 0 {
+		b.Queue(mergePages, columns(rows.pages, pageKinds)...).Query(func(r pgx.Rows) error {
+			for r.Next() {
+				var pv PageVersion
+				if err := r.Scan(&pv.PageID, &pv.Version); err != nil {
+					return err
+				}
+				res.Touched.Pages = append(res.Touched.Pages, pv)
+			}
+			res.Rows["facebook_pages"] = int64(len(res.Touched.Pages))
+			return r.Err()
+		})
+		mark("facebook_pages")
+	}
+	if len(rows.msgs) > 0 {
+		b.Queue(mergeMessages, columns(rows.msgs, msgKinds)...)
+		res.Rows["messages"] = int64(len(rows.msgs))
+		mark("messages")
+	}
+	if len(rows.convs) > 0 {
+		b.Queue(mergeConversations, columns(rows.convs, convKinds)...).Query(func(r pgx.Rows) error {
+			for r.Next() {
+				var cv ConversationVersion
+				if err := r.Scan(&cv.PageID, &cv.PSID, &cv.Version); err != nil {
+					return err
+				}
+				res.Touched.Conversations = append(res.Touched.Conversations, cv)
+			}
+			res.Rows["conversations"] = int64(len(res.Touched.Conversations))
+			return r.Err()
+		})
+		mark("conversations")
+	}
+	if len(rows.events) > 0 {
+		b.Queue(mergeEvents, columns(rows.events, eventKinds)...).Exec(func(ct pgconn.CommandTag) error {
+			res.Rows["conversation_events"] = ct.RowsAffected()
+			return nil
+		})
+		mark("conversation_events")
 	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return res, fmt.Errorf("merge: %w", err)
@@ -280,30 +286,57 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 	return res, nil
 }
 
-// columns turns rows into one slice per column: the array parameters the merge
-// statements unnest.
-func columns(rows [][]any, n int) []any {
-	cols := make([]any, n)
-	for c := range n {
-		col := make([]any, len(rows))
-		for r, row := range rows {
-			col[r] = row[c]
+// columns turns rows into one typed slice per column, by kinds (s text, t timestamptz,
+// i integer, h smallint): the array parameters the merge statements unnest. Typed
+// slices, not []any: pgx encodes those in every query exec mode, the exec and simple
+// protocols (PG_EXEC_MODE, for poolers) included. A nil value is NULL.
+func columns(rows [][]any, kinds string) []any {
+	cols := make([]any, len(kinds))
+	for c, k := range kinds {
+		switch k {
+		case 's':
+			cols[c] = column[string](rows, c)
+		case 't':
+			cols[c] = column[time.Time](rows, c)
+		case 'i':
+			cols[c] = column[int32](rows, c)
+		case 'h':
+			cols[c] = column[int16](rows, c)
+		default:
+			panic("projector: unknown column kind " + string(k))
 		}
-		cols[c] = col
 	}
 	return cols
 }
 
-// rows are the coalesced rows of a batch, one per key, in the order of the *Cols names.
+func column[T any](rows [][]any, c int) []*T {
+	col := make([]*T, len(rows))
+	for r, row := range rows {
+		if v, ok := row[c].(T); ok {
+			col[r] = &v
+		}
+	}
+	return col
+}
+
+// rows are the coalesced rows of a batch, one per key, in the order of the *Kinds.
 type rowSet struct {
 	pages, convs, msgs, events [][]any
 }
 
-var (
-	pageCols  = []string{"page_id", "name", "name_at", "last_synced_at"}
-	convCols  = []string{"page_id", "psid", "thread_id", "participant_name", "participant_name_at", "snapshot_at", "snapshot_message_count", "snapshot_unread_count", "snapshot_snippet", "read_watermark", "delivery_watermark", "last_message_at", "last_message_mid", "last_message_direction", "last_outbound_at"}
-	msgCols   = []string{"page_id", "mid", "psid", "direction", "text", "attachments", "attachments_key", "reactions", "edit_count", "content_source", "sent_at", "app_id", "reply_to_mid"}
-	eventCols = []string{"page_id", "event_id", "psid", "type", "occurred_at", "data"}
+// The kinds of each row's columns, in the order of the merge statements' unnest aliases
+// (sql.go): pages (page_id, name, name_at, last_synced_at); conversations (page_id, psid,
+// thread_id, participant_name, participant_name_at, snapshot_at, snapshot_message_count,
+// snapshot_unread_count, snapshot_snippet, read_watermark, delivery_watermark,
+// last_message_at, last_message_mid, last_message_direction, last_outbound_at); messages
+// (page_id, mid, psid, direction, text, attachments, attachments_key, reactions,
+// edit_count, content_source, sent_at, app_id, reply_to_mid); events (page_id, event_id,
+// psid, type, occurred_at, data). JSON goes as text.
+const (
+	pageKinds  = "sstt"
+	convKinds  = "ssssttiistttsst"
+	msgKinds   = "ssssssssihtss"
+	eventKinds = "ssssts"
 )
 
 // coalesce merges the batch's deltas per key with the processor's rules, because one

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,5 +215,51 @@ func TestApplyWithAKnownStoredOffset(t *testing.T) {
 	once, _ := projector.Dump(ctx, pool2)
 	if diff := RowsDiff(once, whole); diff != "" {
 		t.Errorf("two batches with known offsets differ from one batch:\n%s", diff)
+	}
+}
+
+// PG_EXEC_MODE lets convsync run behind poolers that cannot keep prepared statements:
+// the array parameters must encode in every mode, and give the same rows.
+func TestApplyInEveryQueryExecMode(t *testing.T) {
+	t.Parallel()
+	ctx := testenv.Context(t, time.Minute)
+	evs, err := model.History(5, model.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := fold(evs)
+	in := make([]projector.Input, len(ds))
+	for i, d := range ds {
+		in[i] = projector.Input{Offset: int64(i), Delta: d}
+	}
+	refPool, _ := testenv.Postgres(t)
+	if _, err := projector.NewWriter(refPool).Apply(ctx, nil, in); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := projector.Dump(ctx, refPool)
+	for _, mode := range []string{"exec", "simple_protocol", "describe_exec", "cache_describe"} {
+		_, u := testenv.Postgres(t)
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		pool, err := pgxpool.New(ctx, u+sep+"default_query_exec_mode="+mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		half := len(in) / 2
+		pos := &projector.Position{Group: "g", Topic: "deltas", Partition: 1, From: 0, Next: int64(half)}
+		if _, err := projector.NewWriter(pool).Apply(ctx, pos, in[:half]); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		next := &projector.Position{Group: "g", Topic: "deltas", Partition: 1, From: int64(half), Next: int64(len(in)), Stored: pos.Stored}
+		if _, err := projector.NewWriter(pool).Apply(ctx, next, in[half:]); err != nil {
+			t.Fatalf("%s, known stored offset: %v", mode, err)
+		}
+		got, _ := projector.Dump(ctx, pool)
+		pool.Close()
+		if diff := RowsDiff(want, got); diff != "" {
+			t.Errorf("%s: rows differ from cache_statement's:\n%s", mode, diff)
+		}
 	}
 }

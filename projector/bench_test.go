@@ -265,7 +265,7 @@ func BenchmarkLoadPipeline(b *testing.B) {
 				b.ReportMetric(labeledQuantile(projReg, "convsync_freshness_stage_seconds", "stage", stage, 0.5)*1000, stage+"-p50-ms")
 				b.ReportMetric(labeledQuantile(projReg, "convsync_freshness_stage_seconds", "stage", stage, 0.99)*1000, stage+"-p99-ms")
 			}
-			for _, tbl := range []string{"copy", "facebook_pages", "messages", "conversations", "projector_offsets"} {
+			for _, tbl := range []string{"facebook_pages", "messages", "conversations", "projector_offsets"} {
 				b.ReportMetric(labeledQuantile(projReg, "convsync_projector_merge_duration_seconds", "table", tbl, 0.5)*1000, tbl+"-p50-ms")
 			}
 			b.ReportMetric(0, "ns/op")

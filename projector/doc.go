@@ -6,11 +6,12 @@
 // pages and conversations and their new versions (the cache refreshes them).
 //
 // Each partition has its own goroutine, started on assignment and stopped, after its
-// batch commits, on revocation. It hands each batch (by count, bytes and a short linger)
-// to a writer, always the same one; a writer commits every batch waiting for it in one
-// transaction (group commit): the deltas are coalesced per key (a multi-row upsert may not touch a row
-// twice), copied into temporary tables, merged with one statement per table, and the
-// partition's next offset is written in the same transaction. On assignment the
+// batch commits, on revocation. It hands each batch (by count, bytes and an optional
+// linger) to a writer, always the same one; a writer commits every batch waiting for it
+// in one transaction (group commit): the deltas are coalesced per key (a multi-row upsert
+// may not touch a row twice), sent with one statement per table (the rows as array
+// parameters) and the partition's next offset in one pipelined round trip, then
+// committed. On assignment the
 // projector resumes from the offsets in Postgres, not from Kafka's; deltas below the
 // stored offset are skipped and a writer whose offsets moved under it is fenced, so each
 // delta takes effect exactly once.

@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		merge: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "convsync_projector_merge_duration_seconds",
-			Help:    "Time of one batch's merge statement, by table (and copy for the COPYs).",
+			Help:    "Server time of one batch's merge statement, by table (clock_timestamp() between statements of the pipeline).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 15),
 		}, []string{"table"}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -342,11 +342,17 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	pos := &Position{Group: w.p.cfg.Group, Topic: last.Topic, Partition: last.Partition, From: recs[0].Offset, Next: last.Offset + 1, Stored: w.stored}
 	// Postgres away (a failover, a restart) is waited out: the batch is retried with a
 	// capped backoff until it commits or the partition is taken away. Only a fence (the
-	// partition's offsets moved under us: another instance owns it now) gives up.
+	// partition's offsets moved under us, read under a lock: another instance owns it now)
+	// gives up; a fence against the offset this worker remembered is retried at once
+	// with the stored one, as the first batch of an assignment reads it.
 	var err error
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err = w.p.commit(ctx, Part{Pos: pos, In: in}, len(recs), start)
+		if errors.Is(err, ErrFenced) && pos.Stored != nil {
+			pos.Stored = nil
+			continue
+		}
 		if err == nil || errors.Is(err, ErrFenced) {
 			break
 		}

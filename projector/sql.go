@@ -44,8 +44,8 @@ RETURNING page_id, version`
 // got content for the first time: message_count counts each message once.
 const mergeMessages = `
 WITH t AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
-        $8::jsonb[], $9::integer[], $10::smallint[], $11::timestamptz[], $12::text[], $13::text[])
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]::jsonb[], $7::text[],
+        $8::text[]::jsonb[], $9::integer[], $10::smallint[], $11::timestamptz[], $12::text[], $13::text[])
         AS t(page_id, mid, psid, direction, text, attachments, attachments_key, reactions, edit_count,
              content_source, sent_at, app_id, reply_to_mid)
 ), prior AS (
@@ -220,6 +220,12 @@ func derived(s conversationState, assign bool) string {
 		for i, col := range []string{"message_count", "snippet", "unread_count"} {
 			exprs[i] = col + " = " + exprs[i]
 		}
+	} else {
+		// A SELECT list runs for every row, also those that will conflict and take the
+		// assignments instead: skip the lookups for a conversation that exists.
+		exists := "EXISTS (SELECT 1 FROM conversations c0 WHERE c0.page_id = " + s.page + " AND c0.psid = " + s.psid + ")"
+		exprs[1] = "CASE WHEN " + exists + " THEN NULL ELSE " + exprs[1] + " END"
+		exprs[2] = "CASE WHEN " + exists + " THEN 0 ELSE " + exprs[2] + " END"
 	}
 	return strings.Join(exprs, ",\n    ")
 }
@@ -234,7 +240,7 @@ const newerLast = `(excluded.last_message_mid IS NOT NULL AND (c.last_message_mi
 const mergeEvents = `
 INSERT INTO conversation_events (page_id, event_id, psid, type, occurred_at, data)
 SELECT page_id, event_id, psid, type, occurred_at, data
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]::jsonb[])
     AS t(page_id, event_id, psid, type, occurred_at, data)
 ON CONFLICT (page_id, event_id) DO NOTHING`
 
