@@ -8,10 +8,10 @@
 //
 // Each fetched batch (at most PROCESSOR_MAX_POLL_RECORDS records) is handed, partition by
 // partition, to one goroutine per assigned partition, which decodes and validates the
-// records ([schemas.Codec]), folds the events with [Fold] into one delta per page, and
-// produces the deltas and dead letters. The poll loop waits for every partition, then
-// commits the produced records and the consumed offsets in one Kafka transaction
-// (franz-go's GroupTransactSession).
+// records ([schemas.Codec]) and folds the events with [Fold] into one delta per page. The
+// poll loop waits for every partition, produces all their deltas and dead letters at
+// once (one request adds the partitions to the transaction), then commits them and the
+// consumed offsets in one Kafka transaction (franz-go's GroupTransactSession).
 //
 // Guarantees:
 //
