@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -83,6 +84,10 @@ type Result struct {
 // Writer merges deltas into the read model, one transaction per batch.
 type Writer struct {
 	pool *pgxpool.Pool
+	// grown is set once the read-model tables are large enough for cached (generic)
+	// plans (see planGrowth); until then each batch plans its merges afresh.
+	grown   atomic.Bool
+	batches atomic.Int64
 }
 
 // NewWriter writes through pool (whose search_path names the schema).
@@ -183,9 +188,27 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 	res.Applied = len(deltas)
 	rows := coalesce(deltas)
 
-	// Custom plans: a cached generic plan made while the tables were small may keep
-	// scanning a whole page's messages for each row long after they have grown.
-	b.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
+	if w.grown.Load() {
+		// Cached plans: Postgres would otherwise go on planning each batch, its generic
+		// plan priced for an array of 100 rows where a batch holds a few.
+		b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
+	} else {
+		// Plans for each batch while the tables are small (planGrowth), and now and then
+		// a look at their size.
+		b.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
+		if w.batches.Add(1)%planGrowthCheckEvery == 1 {
+			b.Queue(planGrowth, planGrowthMessages, planGrowthConversations).QueryRow(func(r pgx.Row) error {
+				var grown bool
+				if err := r.Scan(&grown); err != nil {
+					return err
+				}
+				if grown {
+					w.grown.Store(true)
+				}
+				return nil
+			})
+		}
+	}
 	b.Queue(`SELECT nextval('read_model_version_seq')`)
 	// Each table's statement is timed on the server: the pipeline answers all at once.
 	var marks []time.Time

@@ -1,0 +1,119 @@
+package projector
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/convsync/convsync/internal/testenv"
+	"github.com/convsync/convsync/processor"
+)
+
+// Once the tables pass planGrowth's sizes the merges run on cached generic plans, which
+// are made from the planner's estimates without a batch at hand. At exactly those sizes,
+// with no statistics yet (autovacuum has not come by), every lookup must already use the
+// index that fits it: a plan that scans a page's messages for each row, or a whole table,
+// would stay until an ANALYZE replaces it.
+func TestGenericMergePlansUseTheRightIndexes(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.Postgres(t)
+	ctx := testenv.Context(t, time.Minute)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	oneBatch := []Input{{Delta: processor.Delta{PageID: "p-plan", Events: 1, Conversations: []processor.ConversationDelta{{PSID: "u-plan",
+		LastAt: at, LastMID: "m_plan", LastDirection: "inbound",
+		Messages: []processor.MessageDelta{{MID: "m_plan", ContentSource: processor.SourceWebhook, Direction: "inbound", SentAt: at, Text: "hi"}}}}}}}
+	young := NewWriter(pool)
+	if _, err := young.Apply(ctx, nil, oneBatch); err != nil {
+		t.Fatal(err)
+	}
+	if young.grown.Load() {
+		t.Error("a writer on empty tables left custom plans")
+	}
+	grown := func() bool {
+		var ok bool
+		if err := conn.QueryRow(ctx, planGrowth, planGrowthMessages, planGrowthConversations).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for i := 0; !grown(); i += 200 {
+		if i > 1_000_000 {
+			t.Fatal("the tables never reached planGrowth's sizes")
+		}
+		for _, fill := range []string{`
+			INSERT INTO messages (page_id, mid, psid, direction, text, sent_at, content_source, version)
+			SELECT 'p' || (n % 40), 'm_' || n, 'u' || (n % 2000), CASE WHEN n % 3 = 0 THEN 'outbound' ELSE 'inbound' END,
+			       'the text of message ' || n, now() - n * interval '1 second', 1, 1
+			FROM generate_series($1::int, $1::int + 199) n`, `
+			INSERT INTO conversations (page_id, psid, last_message_at, version)
+			SELECT 'p' || (n % 40), 'u' || n, now(), 1 FROM generate_series($1::int, $1::int + 199) n`,
+		} {
+			if _, err := conn.Exec(ctx, fill, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	w := NewWriter(pool)
+	if _, err := w.Apply(ctx, nil, oneBatch); err != nil {
+		t.Fatal(err)
+	}
+	if !w.grown.Load() {
+		t.Error("a writer's first batch on tables past planGrowth's sizes did not switch to cached plans")
+	}
+	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+		t.Fatal(err)
+	}
+	nulls := func(n int) string { return strings.TrimSuffix(strings.Repeat("NULL, ", n), ", ") }
+	for _, c := range []struct {
+		name, sql string
+		params    int
+		want      []string // index scans the plan must use
+	}{
+		{"messages", mergeMessages, len(msgKinds), []string{"Index Scan using messages_pkey on messages"}},
+		{"conversations", mergeConversations, len(convKinds), []string{
+			"Index Scan using messages_pkey on messages",             // the snippet's message
+			"Index Scan using messages_conversation_idx on messages", // the unread count
+			"Index Only Scan using conversations_pkey on conversations",
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := conn.Exec(ctx, `DEALLOCATE ALL`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(ctx, `PREPARE s AS `+c.sql); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := conn.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE s(`+nulls(c.params)+`)`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan strings.Builder
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan.WriteString(line + "\n")
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			p := plan.String()
+			for _, w := range c.want {
+				if !strings.Contains(p, w) {
+					t.Errorf("generic plan lacks %q:\n%s", w, p)
+				}
+			}
+			bad := regexp.MustCompile(`Seq Scan on (messages|conversations)\b|on messages \w+\n\s+Index Cond: \(page_id = [^()]*\)\n`)
+			if m := bad.FindString(p); m != "" {
+				t.Errorf("generic plan scans more than the batch's rows (%q):\n%s", m, p)
+			}
+		})
+	}
+}
