@@ -188,26 +188,19 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 	res.Applied = len(deltas)
 	rows := coalesce(deltas)
 
-	if w.grown.Load() {
-		// Cached plans: Postgres would otherwise go on planning each batch, its generic
-		// plan priced for an array of 100 rows where a batch holds a few.
+	// Cached plans once the tables have grown (planGrowth), and only where there is a
+	// cache: the other exec modes prepare afresh for every batch anyway. A SET LOCAL
+	// covers every statement of the transaction; only the merges look rows up.
+	// Large batches (a catch-up) are planned for their size too: there planning is
+	// cheap beside the work, and a generic plan assumes 100 rows an array.
+	cached := conn.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement
+	small := max(len(rows.pages), len(rows.msgs), len(rows.convs), len(rows.events)) <= genericPlanRows
+	if cached && small && w.grown.Load() {
+		// Postgres would otherwise go on planning each batch: its generic plan is priced
+		// for arrays of 100 rows where a batch holds a few.
 		b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
 	} else {
-		// Plans for each batch while the tables are small (planGrowth), and now and then
-		// a look at their size.
 		b.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
-		if w.batches.Add(1)%planGrowthCheckEvery == 1 {
-			b.Queue(planGrowth, planGrowthMessages, planGrowthConversations).QueryRow(func(r pgx.Row) error {
-				var grown bool
-				if err := r.Scan(&grown); err != nil {
-					return err
-				}
-				if grown {
-					w.grown.Store(true)
-				}
-				return nil
-			})
-		}
 	}
 	b.Queue(`SELECT nextval('read_model_version_seq')`)
 	// Each table's statement is timed on the server: the pipeline answers all at once.
@@ -282,6 +275,18 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 			return nil
 		})
 		mark("conversation_events")
+	}
+	if cached && w.batches.Add(1)%planGrowthCheckEvery == 1 {
+		// Last, after the offsets and the merges: the size check locks the tables too.
+		// Checked for good, not once: emptied tables go back to per-batch plans.
+		b.Queue(planGrowth, planGrowthMessages, planGrowthConversations).QueryRow(func(r pgx.Row) error {
+			var grown bool
+			if err := r.Scan(&grown); err != nil {
+				return err
+			}
+			w.grown.Store(grown)
+			return nil
+		})
 	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return res, fmt.Errorf("merge: %w", err)

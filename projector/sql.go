@@ -20,7 +20,8 @@ const newContent = `convsync.new_content`
 
 // planGrowth tells whether the read-model tables have grown enough for the merges to run
 // on cached (generic) plans. Postgres makes a statement's generic plan once, after a few
-// executions, and keeps it until the table's statistics change. Made while messages is
+// executions, and keeps it until the tables change (new statistics, a VACUUM, a TRUNCATE,
+// a schema change). Made while messages is
 // nearly empty, it may look a message up by its id through the conversation index (all
 // of a page's messages for each row) and count unread messages through the primary key;
 // a brand-new table has no statistics, and autovacuum analyzes it a minute later at the
@@ -32,6 +33,9 @@ const (
 	planGrowthMessages      = 512 << 10 // bytes
 	planGrowthConversations = 256 << 10
 	planGrowthCheckEvery    = 64 // batches
+	// genericPlanRows is the most rows per table a batch may have to run on the cached
+	// plans, which Postgres prices for arrays of 100 rows.
+	genericPlanRows = 100
 )
 
 // version is the batch's read-model version, drawn by the transaction before its merges.
