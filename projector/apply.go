@@ -356,13 +356,14 @@ type rowSet struct {
 // (sql.go): pages (page_id, name, name_at, last_synced_at); conversations (page_id, psid,
 // thread_id, participant_name, participant_name_at, snapshot_at, snapshot_message_count,
 // snapshot_unread_count, snapshot_snippet, read_watermark, delivery_watermark,
-// last_message_at, last_message_mid, last_message_direction, last_outbound_at); messages
+// last_message_at, last_message_mid, last_message_direction, last_outbound_at,
+// first_message_at); messages
 // (page_id, mid, psid, direction, text, attachments, attachments_key, reactions,
 // edit_count, content_source, sent_at, app_id, reply_to_mid); events (page_id, event_id,
 // psid, type, occurred_at, data). JSON goes as text.
 const (
 	pageKinds  = "sstt"
-	convKinds  = "ssssttiistttsst"
+	convKinds  = "ssssttiistttsstt"
 	msgKinds   = "ssssssssihtss"
 	eventKinds = "ssssts"
 )
@@ -425,12 +426,21 @@ func coalesce(deltas []processor.Delta) rowSet {
 	sort.Slice(ck, func(i, j int) bool {
 		return ck[i].page < ck[j].page || ck[i].page == ck[j].page && ck[i].psid < ck[j].psid
 	})
+	// The earliest message of each conversation in the batch: a conversation new in this
+	// batch has no other, so its unread count need not look further back.
+	firstAt := map[convKey]time.Time{}
+	for mk, m := range msgs {
+		k := convKey{mk.page, msgPSID[mk]}
+		if at, ok := firstAt[k]; !m.SentAt.IsZero() && (!ok || m.SentAt.Before(at)) {
+			firstAt[k] = m.SentAt
+		}
+	}
 	for _, k := range ck {
 		c := convs[k]
 		row := []any{k.page, k.psid, nullString(c.ThreadID), nullString(c.ParticipantName), nullTime(c.ParticipantNameAt),
 			nil, nil, nil, nil,
 			nullTime(c.ReadWatermark), nullTime(c.DeliveryWatermark), nullTime(c.LastAt), nullString(c.LastMID),
-			nullString(c.LastDirection), nullTime(c.LastOutboundAt)}
+			nullString(c.LastDirection), nullTime(c.LastOutboundAt), nullTime(firstAt[k])}
 		if s := c.Snapshot; s != nil {
 			row[5], row[6], row[7], row[8] = s.UpdatedTime, int32(s.MessageCount), int32(s.UnreadCount), nullString(s.Snippet)
 		}

@@ -156,14 +156,17 @@ SELECT t.page_id, t.psid, t.thread_id, t.participant_name, t.participant_name_at
 	snapshotAt: "t.snapshot_at", snapshotCount: "t.snapshot_message_count",
 	snapshotUnread: "t.snapshot_unread_count", snapshotSnippet: "t.snapshot_snippet",
 	lastAt: "t.last_message_at", lastMid: "t.last_message_mid", lastOutbound: "t.last_outbound_at",
+	// A new conversation's messages are all in this batch: the unread count starts at
+	// the earliest, and costs little for a row that exists and takes the assignments.
+	since: "t.first_message_at",
 }, false) + `,
     ` + version + `, now()
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::integer[],
         $8::integer[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[],
-        $14::text[], $15::timestamptz[])
+        $14::text[], $15::timestamptz[], $16::timestamptz[])
     AS t(page_id, psid, thread_id, participant_name, participant_name_at, snapshot_at, snapshot_message_count,
          snapshot_unread_count, snapshot_snippet, read_watermark, delivery_watermark, last_message_at,
-         last_message_mid, last_message_direction, last_outbound_at)
+         last_message_mid, last_message_direction, last_outbound_at, first_message_at)
     LEFT JOIN jsonb_to_recordset(coalesce(nullif(current_setting('` + newContent + `', true), ''), '[]')::jsonb)
         AS n(page_id text, psid text, n integer) ON n.page_id = t.page_id AND n.psid = t.psid
 ON CONFLICT (page_id, psid) DO UPDATE SET
@@ -196,6 +199,7 @@ type conversationState struct {
 	page, psid, known                                          string
 	snapshotAt, snapshotCount, snapshotUnread, snapshotSnippet string
 	lastAt, lastMid, lastOutbound                              string
+	since                                                      string // a lower bound of the messages' sent_at, if any
 }
 
 // mergedConversation is a conflicting row's state after the merge: the stored row c and
@@ -225,6 +229,10 @@ func ifNewerLast(col string) string {
 // snapshot's count when the snapshot is newer than that reply. The lookups are correlated
 // subqueries: index scans for the batch's rows, never a join over a whole table.
 func derived(s conversationState, assign bool) string {
+	since := ""
+	if s.since != "" {
+		since = " AND m.sent_at >= " + s.since
+	}
 	exprs := []string{
 		"greatest(" + s.known + ", coalesce(" + s.snapshotCount + ", 0))",
 		"CASE WHEN " + s.snapshotAt + " IS NOT NULL AND (" + s.lastAt + " IS NULL OR " + s.snapshotAt + " > " + s.lastAt + ")" +
@@ -232,7 +240,8 @@ func derived(s conversationState, assign bool) string {
 			" ELSE (SELECT coalesce(m.text, '[' || (m.attachments->0->>'type') || ']')" +
 			" FROM messages m WHERE m.page_id = " + s.page + " AND m.mid = " + s.lastMid + ") END",
 		"(SELECT count(*) FROM messages m WHERE m.page_id = " + s.page + " AND m.psid = " + s.psid +
-			" AND m.direction = 'inbound' AND m.sent_at > greatest(coalesce(" + s.lastOutbound + ", '-infinity'), coalesce(" + s.snapshotAt + ", '-infinity')))" +
+			" AND m.direction = 'inbound' AND m.sent_at > greatest(coalesce(" + s.lastOutbound + ", '-infinity'), coalesce(" + s.snapshotAt + ", '-infinity'))" +
+			since + ")" +
 			" + CASE WHEN " + s.snapshotAt + " IS NOT NULL AND " + s.snapshotAt + " >= coalesce(" + s.lastOutbound + ", '-infinity')" +
 			" THEN " + s.snapshotUnread + " ELSE 0 END",
 	}
@@ -240,14 +249,6 @@ func derived(s conversationState, assign bool) string {
 		for i, col := range []string{"message_count", "snippet", "unread_count"} {
 			exprs[i] = col + " = " + exprs[i]
 		}
-	} else {
-		// A SELECT list runs for every row, also those that will conflict and take the
-		// assignments instead: skip the lookups for a conversation that exists.
-		// A scalar subquery, not EXISTS: Postgres may turn an EXISTS into a hash of the
-		// whole table, built for every batch.
-		exists := "(SELECT 1 FROM conversations c0 WHERE c0.page_id = " + s.page + " AND c0.psid = " + s.psid + " LIMIT 1) IS NOT NULL"
-		exprs[1] = "CASE WHEN " + exists + " THEN NULL ELSE " + exprs[1] + " END"
-		exprs[2] = "CASE WHEN " + exists + " THEN 0 ELSE " + exprs[2] + " END"
 	}
 	return strings.Join(exprs, ",\n    ")
 }
