@@ -10,7 +10,7 @@
 // partition, to one goroutine per assigned partition, which decodes and validates the
 // records ([schemas.Codec]) and folds the events with [Fold] into one delta per page. The
 // poll loop waits for every partition, produces all their deltas and dead letters at
-// once (one request adds the partitions to the transaction), then commits them and the
+// once (the partitions join the transaction together), then commits them and the
 // consumed offsets in one Kafka transaction (franz-go's GroupTransactSession).
 //
 // Guarantees:

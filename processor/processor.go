@@ -477,8 +477,8 @@ func (p *Processor) work(ctx context.Context, w *worker) {
 }
 
 // process decodes and folds one partition's records into the deltas and dead letters to
-// produce; the batch produces every partition's together, so that one request adds the
-// partitions to the transaction and one carries the records.
+// produce; the batch produces every partition's together, so the partitions join the
+// transaction together rather than each in a request of its own.
 func (p *Processor) process(partition int32, recs []*kgo.Record) batchResult {
 	out, res, err := p.transform(recs, p.now())
 	if err != nil {

@@ -337,11 +337,17 @@ func columns(rows [][]any, kinds string) []any {
 	return cols
 }
 
+// column is rows' column c as a typed slice; a value of another type than its kind says
+// (a *Kinds constant out of step with coalesce) panics rather than turning into NULL.
 func column[T any](rows [][]any, c int) []*T {
 	col := make([]*T, len(rows))
 	for r, row := range rows {
-		if v, ok := row[c].(T); ok {
+		switch v := row[c].(type) {
+		case nil:
+		case T:
 			col[r] = &v
+		default:
+			panic(fmt.Sprintf("projector: column %d holds a %T, its kind says %T", c, v, *new(T)))
 		}
 	}
 	return col

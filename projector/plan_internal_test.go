@@ -141,3 +141,29 @@ func TestGenericMergePlansUseTheRightIndexes(t *testing.T) {
 		})
 	}
 }
+
+// Every row the writer builds fits the kinds its statements unnest: a kind out of step
+// panics instead of writing NULL.
+func TestColumnsMatchTheirKinds(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rows := coalesce([]processor.Delta{{PageID: "p", PageName: "n", PageNameAt: at, Events: 1,
+		Conversations: []processor.ConversationDelta{{PSID: "u", LastAt: at, LastMID: "m", LastDirection: "inbound",
+			Snapshot: &processor.Snapshot{UpdatedTime: at, MessageCount: 2, UnreadCount: 1, Snippet: "s"},
+			Messages: []processor.MessageDelta{{MID: "m", ContentSource: processor.SourceWebhook, Direction: "inbound", SentAt: at, Text: "t"}}}},
+		Others: []processor.Other{{ID: "e", Type: "read", OccurredAt: at, Data: []byte(`{}`)}}}})
+	for _, c := range []struct {
+		rows  [][]any
+		kinds string
+	}{{rows.pages, pageKinds}, {rows.convs, convKinds}, {rows.msgs, msgKinds}, {rows.events, eventKinds}} {
+		if len(c.rows) != 1 || len(c.rows[0]) != len(c.kinds) {
+			t.Fatalf("%d rows of %d columns for kinds %q, want 1 of %d", len(c.rows), len(c.rows[0]), c.kinds, len(c.kinds))
+		}
+		columns(c.rows, c.kinds) // panics on a mismatch
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a time in a text column did not panic")
+		}
+	}()
+	columns([][]any{{at}}, "s")
+}
