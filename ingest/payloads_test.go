@@ -1,7 +1,7 @@
 package ingest
 
-// Every payload shape of ../shared/spec/meta-platform.md, as Meta sends it. They seed the
-// parser's table tests and its fuzz test.
+// Every payload shape of docs/meta-platform.md (section 2), as Meta sends it. They seed
+// the parser's table tests and its fuzz test.
 var specPayloads = map[string]string{
 	"message text": `{"object":"page","entry":[{"id":"104400000000001","time":1717000000456,
   "messaging":[{"sender":{"id":"7310000000000021"},"recipient":{"id":"104400000000001"},
