@@ -1,19 +1,12 @@
 package processor
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/convsync/convsync/schemas"
-)
-
-// Headers of every delta record.
-const (
-	HeaderContentType = "content-type"   // application/json
-	HeaderDelta       = "convsync-delta" // the Delta format version, DeltaVersion
-	DeltaVersion      = "v1"
+	"github.com/convsync/convsync/schemas/deltas"
+	"github.com/convsync/convsync/schemas/dlq"
 )
 
 // batchResult is what one partition's share of a batch produced; the loop adds them up
@@ -56,12 +49,12 @@ type deadLettered struct {
 func (p *Processor) transform(recs []*kgo.Record, now time.Time) ([]*kgo.Record, batchResult, error) {
 	var res batchResult
 	var out []*kgo.Record
-	events := make([]Event, 0, len(recs))
+	events := make([]deltas.Event, 0, len(recs))
 	for _, r := range recs {
 		env, data, err := p.codec.Decode(r.Value)
 		if err != nil {
 			cat, field, id := classify(r.Value, err)
-			out = append(out, DeadLetter(r, p.kc.DLQTopic, cat, err, now))
+			out = append(out, dlq.New(r, p.kc.DLQTopic, cat, err, now))
 			if res.dlq == nil {
 				res.dlq = map[string]int{}
 			}
@@ -69,21 +62,15 @@ func (p *Processor) transform(recs []*kgo.Record, now time.Time) ([]*kgo.Record,
 			res.dead = append(res.dead, deadLettered{src: r, category: cat, field: field, eventID: id})
 			continue
 		}
-		events = append(events, Event{Env: env, Data: data})
+		events = append(events, deltas.Event{Env: env, Data: data})
 	}
-	deltas, err := encodeDeltas(events, p.cfg.MaxDeltaBytes)
+	encs, err := encodeDeltas(events, p.cfg.MaxDeltaBytes)
 	if err != nil {
 		return nil, batchResult{}, err
 	}
 	res.events = len(events)
-	for _, d := range deltas {
-		out = append(out, &kgo.Record{
-			Topic: p.kc.DeltasTopic, Key: []byte(d.page), Value: d.value,
-			Headers: []kgo.RecordHeader{
-				{Key: HeaderContentType, Value: []byte("application/json")},
-				{Key: HeaderDelta, Value: []byte(DeltaVersion)},
-			},
-		})
+	for _, d := range encs {
+		out = append(out, &kgo.Record{Topic: p.kc.DeltasTopic, Key: []byte(d.page), Value: d.value, Headers: deltas.Headers()})
 		res.perDelta = append(res.perDelta, d.events)
 	}
 	return out, res, nil
@@ -101,25 +88,25 @@ type encoded struct {
 // is folded again from each half of its page's events, as often as needed: deltas merge
 // as joins, so several deltas of a page in one batch mean the same as one. A delta of a
 // single event is written whatever its size.
-func encodeDeltas(events []Event, maxBytes int) ([]encoded, error) {
+func encodeDeltas(events []deltas.Event, maxBytes int) ([]encoded, error) {
 	var out []encoded
-	for _, d := range Fold(events) {
-		b, err := schemas.JSON.Marshal(d)
+	for _, d := range deltas.Fold(events) {
+		b, err := deltas.Encode(d)
 		if err != nil {
-			return nil, fmt.Errorf("marshal delta page %s: %w", d.PageID, err)
+			return nil, err
 		}
 		if len(b) <= maxBytes || d.Events <= 1 {
 			out = append(out, encoded{page: d.PageID, value: b, events: d.Events})
 			continue
 		}
-		page := make([]Event, 0, d.Events)
+		page := make([]deltas.Event, 0, d.Events)
 		for _, e := range events {
 			if e.Data.EventPageID() == d.PageID {
 				page = append(page, e)
 			}
 		}
 		half := len(page) / 2
-		for _, part := range [][]Event{page[:half], page[half:]} {
+		for _, part := range [][]deltas.Event{page[:half], page[half:]} {
 			sub, err := encodeDeltas(part, maxBytes)
 			if err != nil {
 				return nil, err

@@ -11,6 +11,8 @@ import (
 
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/deltas"
+	"github.com/convsync/convsync/schemas/dlq"
 )
 
 // mutate returns the JSON of a good record's envelope after change.
@@ -39,16 +41,16 @@ func TestTransformDeadLettersEachKindOfPoisonWithItsReason(t *testing.T) {
 		category string
 		field    string
 	}{
-		{"not JSON", []byte("\x00\x01binary"), CategoryDecode, ""},
-		{"cut short", good.Value[:40], CategoryDecode, ""},
-		{"a JSON array", []byte(`[1,2]`), CategoryDecode, ""},
-		{"JSON without an envelope", []byte(`{"mid":"m_1","text":"hi"}`), CategoryDecode, "data"},
-		{"no type", mutate(t, good.Value, func(e map[string]any) { delete(e, "type") }), CategoryDecode, "type"},
-		{"message without mid", mutate(t, good.Value, func(e map[string]any) { delete(data(e), "mid") }), CategorySchema, "data.mid"},
-		{"time not a date", mutate(t, good.Value, func(e map[string]any) { e["time"] = "yesterday" }), CategorySchema, "time"},
-		{"pageid of another page", mutate(t, good.Value, func(e map[string]any) { e["pageid"] = page2 }), CategorySchema, "data.page_id"},
-		{"unknown type", mutate(t, good.Value, func(e map[string]any) { e["type"] = "convsync.messenger.teleport.v1" }), CategoryUnknownType, "type"},
-		{"newer version of a type", mutate(t, good.Value, func(e map[string]any) { e["type"] = "convsync.messenger.message.v9" }), CategoryUnknownType, "type"},
+		{"not JSON", []byte("\x00\x01binary"), dlq.CategoryDecode, ""},
+		{"cut short", good.Value[:40], dlq.CategoryDecode, ""},
+		{"a JSON array", []byte(`[1,2]`), dlq.CategoryDecode, ""},
+		{"JSON without an envelope", []byte(`{"mid":"m_1","text":"hi"}`), dlq.CategoryDecode, "data"},
+		{"no type", mutate(t, good.Value, func(e map[string]any) { delete(e, "type") }), dlq.CategoryDecode, "type"},
+		{"message without mid", mutate(t, good.Value, func(e map[string]any) { delete(data(e), "mid") }), dlq.CategorySchema, "data.mid"},
+		{"time not a date", mutate(t, good.Value, func(e map[string]any) { e["time"] = "yesterday" }), dlq.CategorySchema, "time"},
+		{"pageid of another page", mutate(t, good.Value, func(e map[string]any) { e["pageid"] = page2 }), dlq.CategorySchema, "data.page_id"},
+		{"unknown type", mutate(t, good.Value, func(e map[string]any) { e["type"] = "convsync.messenger.teleport.v1" }), dlq.CategoryUnknownType, "type"},
+		{"newer version of a type", mutate(t, good.Value, func(e map[string]any) { e["type"] = "convsync.messenger.message.v9" }), dlq.CategoryUnknownType, "type"},
 	}
 	at := time.Date(2026, 3, 2, 8, 0, 0, 250_000_000, time.UTC)
 	for _, tt := range tests {
@@ -65,11 +67,11 @@ func TestTransformDeadLettersEachKindOfPoisonWithItsReason(t *testing.T) {
 			if res.events != 0 || res.dlq[tt.category] != 1 || len(res.dead) != 1 {
 				t.Errorf("result = %d events, dead letters %v, want 0 events and one %s", res.events, res.dlq, tt.category)
 			}
-			info, ok := DLQInfo(out[0])
-			want := DLQRecord{Reason: info.Reason, Field: tt.field, Category: tt.category, SourceTopic: kc.EventsTopic,
+			info, ok := dlq.Read(out[0])
+			want := dlq.Info{Reason: info.Reason, Field: tt.field, Category: tt.category, SourceTopic: kc.EventsTopic,
 				SourcePartition: 2, SourceOffset: 41, Time: at}
 			if !ok || info != want || info.Reason == "" {
-				t.Errorf("DLQInfo = %+v, %v, want %+v with a reason", info, ok, want)
+				t.Errorf("dlq.Read = %+v, %v, want %+v with a reason", info, ok, want)
 			}
 			if string(out[0].Key) != page1 || string(out[0].Value) != string(tt.value) || out[0].Headers[0].Key != "traceparent" {
 				t.Errorf("dead letter has key %q, value %q, headers %v; want the original's, original headers first", out[0].Key, out[0].Value, out[0].Headers)
@@ -78,32 +80,8 @@ func TestTransformDeadLettersEachKindOfPoisonWithItsReason(t *testing.T) {
 	}
 }
 
-func TestDLQInfoTellsDeadLettersFromOtherRecords(t *testing.T) {
-	if _, ok := DLQInfo(&kgo.Record{Value: []byte("{}")}); ok {
-		t.Error("DLQInfo of a record without dlq headers is ok, want not")
-	}
-	bad := DeadLetter(&kgo.Record{Topic: "e", Partition: 1, Offset: 2}, "dlq", CategoryDecode, &schemas.ValidationError{Reason: "not JSON"}, time.Now())
-	for i := range bad.Headers {
-		if bad.Headers[i].Key == HeaderDLQSourceOffset {
-			bad.Headers[i].Value = []byte("two")
-		}
-	}
-	if _, ok := DLQInfo(bad); ok {
-		t.Error("DLQInfo of a record whose source offset is not a number is ok, want not")
-	}
-	// A dead letter replayed into the events topic and dead-lettered again: the newest
-	// headers count.
-	first := DeadLetter(&kgo.Record{Topic: "events", Partition: 1, Offset: 2}, "dlq", CategoryDecode, &schemas.ValidationError{Reason: "not JSON"}, time.Now())
-	first.Topic, first.Partition, first.Offset = "events", 0, 9
-	again := DeadLetter(first, "dlq", CategorySchema, &schemas.ValidationError{Field: "data.mid", Reason: "missing property"}, time.Now())
-	info, ok := DLQInfo(again)
-	if !ok || info.SourceOffset != 9 || info.SourcePartition != 0 || info.Category != CategorySchema || info.Field != "data.mid" {
-		t.Errorf("DLQInfo of a twice dead-lettered record = %+v, %v, want the second dead-lettering's", info, ok)
-	}
-}
-
 // A page whose delta would exceed the limit gets several deltas, each within it; merged
-// they are the one delta Fold makes.
+// they are the one delta deltas.Fold makes.
 func TestOversizedDeltasAreSplitAndMergeBack(t *testing.T) {
 	codec := newCodec(t)
 	var data []schemas.Data
@@ -118,26 +96,26 @@ func TestOversizedDeltasAreSplitAndMergeBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var deltas []Delta
+	var ds []deltas.Delta
 	perPage := map[string]int{}
 	for _, e := range enc {
 		if len(e.value) > limit && e.events > 1 {
 			t.Errorf("delta of page %s with %d events is %d bytes, want at most %d", e.page, e.events, len(e.value), limit)
 		}
-		var d Delta
+		var d deltas.Delta
 		if err := json.Unmarshal(e.value, &d); err != nil {
 			t.Fatal(err)
 		}
 		if d.Events != e.events || d.PageID != e.page {
 			t.Errorf("encoded delta says page %s, %d events; its JSON says %s, %d", e.page, e.events, d.PageID, d.Events)
 		}
-		deltas = append(deltas, d)
+		ds = append(ds, d)
 		perPage[d.PageID]++
 	}
 	if perPage[page1] < 2 || perPage[page2] != 1 {
 		t.Errorf("deltas per page = %v, want page %s split and page %s whole", perPage, page1, page2)
 	}
-	if diff := diffDeltas(deltas, events); diff != "" {
-		t.Errorf("split deltas merged differ from Fold (-fold +split):\n%s", diff)
+	if diff := diffDeltas(ds, events); diff != "" {
+		t.Errorf("split deltas merged differ from deltas.Fold (-fold +split):\n%s", diff)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/loadgen"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 // benchBatches are the batch sizes measured: a small poll, the default
@@ -32,16 +33,16 @@ func BenchmarkFold(b *testing.B) {
 	for _, size := range benchBatches {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			b.ReportAllocs()
-			var folded, deltas int
+			var folded, nd int
 			i := 0
 			for b.Loop() {
 				start := (i * size) % (len(events) - size)
-				deltas += len(Fold(events[start : start+size]))
+				nd += len(deltas.Fold(events[start : start+size]))
 				folded += size
 				i++
 			}
 			b.ReportMetric(float64(folded)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(float64(folded)/float64(deltas), "events/delta")
+			b.ReportMetric(float64(folded)/float64(nd), "events/delta")
 		})
 	}
 }
@@ -58,7 +59,7 @@ func BenchmarkTransform(b *testing.B) {
 	for _, size := range benchBatches {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			b.ReportAllocs()
-			var done, deltas int
+			var done, nd int
 			i := 0
 			for b.Loop() {
 				start := (i * size) % (len(recs) - size)
@@ -66,12 +67,12 @@ func BenchmarkTransform(b *testing.B) {
 				if err != nil || len(res.dead) > 0 {
 					b.Fatalf("transform = %v, %d dead letters; want the generator's events all valid", err, len(res.dead))
 				}
-				deltas += len(out)
+				nd += len(out)
 				done += size
 				i++
 			}
 			b.ReportMetric(float64(done)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(float64(done)/float64(deltas), "events/delta")
+			b.ReportMetric(float64(done)/float64(nd), "events/delta")
 		})
 	}
 }

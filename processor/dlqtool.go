@@ -7,15 +7,17 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/convsync/convsync/schemas/dlq"
 )
 
 // DLQEntry is one record of the dead-letter topic, as `convsync dlq` lists it.
 type DLQEntry struct {
-	Partition int32     `json:"partition"`
-	Offset    int64     `json:"offset"`
-	Key       string    `json:"key"`
-	Bytes     int       `json:"bytes"`
-	Info      DLQRecord `json:"info"`
+	Partition int32    `json:"partition"`
+	Offset    int64    `json:"offset"`
+	Key       string   `json:"key"`
+	Bytes     int      `json:"bytes"`
+	Info      dlq.Info `json:"info"`
 	record    *kgo.Record
 }
 
@@ -68,7 +70,7 @@ func ListDLQ(ctx context.Context, opts []kgo.Opt, topic string) ([]DLQEntry, err
 			return out, ferr
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if info, ok := DLQInfo(r); ok && !r.Attrs.IsControl() {
+			if info, ok := dlq.Read(r); ok && !r.Attrs.IsControl() {
 				out = append(out, DLQEntry{Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Bytes: len(r.Value), Info: info, record: r})
 			}
 			if r.Offset+1 >= want[r.Partition] {

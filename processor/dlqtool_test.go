@@ -11,6 +11,7 @@ import (
 
 	"github.com/convsync/convsync/internal/testenv"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/dlq"
 )
 
 // The DLQ tool lists what the processor dead-lettered, with reasons and sources, and
@@ -41,15 +42,15 @@ func TestListAndRequeueDeadLetters(t *testing.T) {
 			t.Errorf("dead letter %+v: want the events topic as source, the page key and a reason", e)
 		}
 	}
-	if _, ok := cats[CategoryDecode]; !ok {
+	if _, ok := cats[dlq.CategoryDecode]; !ok {
 		t.Errorf("dead letters %v lack the undecodable record", entries)
 	}
-	schemaEntry, ok := cats[CategorySchema]
+	schemaEntry, ok := cats[dlq.CategorySchema]
 	if !ok || !strings.Contains(schemaEntry.Info.Field, "mid") {
 		t.Fatalf("dead letters %v lack the message without mid (field naming mid)", entries)
 	}
 
-	if err := Requeue(ctx, mustClient(t, opts), []DLQEntry{cats[CategoryDecode]}); err != nil {
+	if err := Requeue(ctx, mustClient(t, opts), []DLQEntry{cats[dlq.CategoryDecode]}); err != nil {
 		t.Fatal(err)
 	}
 	back := readAll(t, kc.Brokers, kc.EventsTopic)

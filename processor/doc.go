@@ -3,12 +3,12 @@
 // In: CloudEvents records of convsync.events.v1 (KAFKA_EVENTS_TOPIC), keyed by page id,
 // read as consumer group convsync-processor (PROCESSOR_GROUP) with isolation
 // read_committed. Out: deltas on convsync.deltas.v1 (KAFKA_DELTAS_TOPIC), key = page id,
-// value = the JSON of a [Delta], headers content-type: application/json and
+// value = the JSON of a [deltas.Delta], headers content-type: application/json and
 // convsync-delta: v1; and dead letters on convsync.dlq.v1 (KAFKA_DLQ_TOPIC).
 //
 // Each fetched batch (at most PROCESSOR_MAX_POLL_RECORDS records) is handed, partition by
 // partition, to one goroutine per assigned partition, which decodes and validates the
-// records ([schemas.Codec]) and folds the events with [Fold] into one delta per page. The
+// records ([schemas.Codec]) and folds the events with [deltas.Fold] into one delta per page. The
 // poll loop waits for every partition, produces all their deltas and dead letters at
 // once (the partitions join the transaction together), then commits them and the
 // consumed offsets in one Kafka transaction (franz-go's GroupTransactSession).
@@ -24,7 +24,7 @@
 //     folded twice into committed deltas.
 //   - Bad input never stops the pipeline: a record that does not decode or validate goes
 //     to the dead-letter topic in the same transaction, key, value and headers as they
-//     were, plus the dlq-* headers ([DeadLetter], read back with [DLQInfo]), and is
+//     were, plus the dlq-* headers ([dlq.New], read back with [dlq.Read]), and is
 //     counted by reason (decode, schema, unknown_type). The partition moves on.
 //   - Order per page: a page's events share a partition of the events topic, are folded
 //     by that partition's goroutine batch after batch, and its deltas, keyed by page id,
@@ -34,11 +34,7 @@
 //
 // Readiness: [Processor.Ping] answers once Run has a client and a broker answers it.
 //
-// The fold's merge rules (delta.go) make deltas joins, so applying them in any order, any
-// number of times, gives the same rows: watermarks, last sync and last outbound times
-// are running maxima; the latest message of a conversation is the greatest (time, mid);
-// a message's content comes from its best source (webhook over Graph backfill); its text
-// from the highest edit; reactions per user, the latest wins and an unreact stays as a
-// tombstone; a Graph snapshot is replaced only by a newer one; events that are not
-// messages (postbacks, referrals, opt-ins, unknown kinds) are kept by id.
+// The fold and its merge rules are the deltas topic's contract and live with it in
+// schemas/deltas: deltas are joins, so applying them in any order, any number of times,
+// gives the same rows.
 package processor

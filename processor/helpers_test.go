@@ -23,6 +23,7 @@ import (
 	"github.com/convsync/convsync/internal/logging"
 	"github.com/convsync/convsync/internal/testenv"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 const (
@@ -112,32 +113,32 @@ func records(t testing.TB, topic string, first int, data []schemas.Data) []*kgo.
 func receivedAt(i int) time.Time { return t0.Add(time.Hour + time.Duration(i)*time.Millisecond) }
 
 // decodeAll decodes event records as the processor does, failing on any that does not.
-func decodeAll(t testing.TB, codec *schemas.Codec, recs []*kgo.Record) []Event {
+func decodeAll(t testing.TB, codec *schemas.Codec, recs []*kgo.Record) []deltas.Event {
 	t.Helper()
-	out := make([]Event, 0, len(recs))
+	out := make([]deltas.Event, 0, len(recs))
 	for _, r := range recs {
 		env, d, err := codec.Decode(r.Value)
 		if err != nil {
 			t.Fatalf("a test event does not decode: %v", err)
 		}
-		out = append(out, Event{Env: env, Data: d})
+		out = append(out, deltas.Event{Env: env, Data: d})
 	}
 	return out
 }
 
-// mergeDeltas is the reference merge of deltas, written for the tests from delta.go's
+// mergeDeltas is the reference merge of deltas, written for the tests from schemas/deltas'
 // rules: the deltas of each page merged into one, pages sorted, ReceivedMS sorted.
-func mergeDeltas(ds []Delta) []Delta {
-	byPage := map[string]*Delta{}
+func mergeDeltas(ds []deltas.Delta) []deltas.Delta {
+	byPage := map[string]*deltas.Delta{}
 	for _, d := range ds {
 		acc := byPage[d.PageID]
 		if acc == nil {
-			acc = &Delta{PageID: d.PageID}
+			acc = &deltas.Delta{PageID: d.PageID}
 			byPage[d.PageID] = acc
 		}
 		mergeDelta(acc, d)
 	}
-	out := make([]Delta, 0, len(byPage))
+	out := make([]deltas.Delta, 0, len(byPage))
 	for _, d := range byPage {
 		slices.Sort(d.ReceivedMS)
 		out = append(out, *d)
@@ -146,14 +147,14 @@ func mergeDeltas(ds []Delta) []Delta {
 	return out
 }
 
-func mergeDelta(a *Delta, b Delta) {
+func mergeDelta(a *deltas.Delta, b deltas.Delta) {
 	a.LastSyncedAt = maxTime(a.LastSyncedAt, b.LastSyncedAt)
 	if b.PageName != "" && later(b.PageNameAt, b.PageName, a.PageNameAt, a.PageName) {
 		a.PageName, a.PageNameAt = b.PageName, b.PageNameAt
 	}
 	a.Events += b.Events
 	a.ReceivedMS = append(a.ReceivedMS, b.ReceivedMS...)
-	others := map[string]Other{}
+	others := map[string]deltas.Other{}
 	for _, o := range append(slices.Clone(a.Others), b.Others...) {
 		others[o.ID] = o
 	}
@@ -163,41 +164,41 @@ func mergeDelta(a *Delta, b Delta) {
 	}
 	sort.Slice(a.Others, func(i, j int) bool { return a.Others[i].ID < a.Others[j].ID })
 	for _, bc := range b.Conversations {
-		i := slices.IndexFunc(a.Conversations, func(c ConversationDelta) bool { return c.PSID == bc.PSID })
+		i := slices.IndexFunc(a.Conversations, func(c deltas.ConversationDelta) bool { return c.PSID == bc.PSID })
 		if i < 0 {
-			a.Conversations = append(a.Conversations, ConversationDelta{PSID: bc.PSID})
+			a.Conversations = append(a.Conversations, deltas.ConversationDelta{PSID: bc.PSID})
 			i = len(a.Conversations) - 1
 		}
 		ac := &a.Conversations[i]
-		MergeConversation(ac, bc)
+		deltas.MergeConversation(ac, bc)
 		for _, bm := range bc.Messages {
-			j := slices.IndexFunc(ac.Messages, func(m MessageDelta) bool { return m.MID == bm.MID })
+			j := slices.IndexFunc(ac.Messages, func(m deltas.MessageDelta) bool { return m.MID == bm.MID })
 			if j < 0 {
-				ac.Messages = append(ac.Messages, MessageDelta{MID: bm.MID})
+				ac.Messages = append(ac.Messages, deltas.MessageDelta{MID: bm.MID})
 				j = len(ac.Messages) - 1
 			}
-			MergeMessage(&ac.Messages[j], bm)
+			deltas.MergeMessage(&ac.Messages[j], bm)
 		}
 		sort.Slice(ac.Messages, func(x, y int) bool { return ac.Messages[x].MID < ac.Messages[y].MID })
 	}
 	sort.Slice(a.Conversations, func(i, j int) bool { return a.Conversations[i].PSID < a.Conversations[j].PSID })
 }
 
-// diffDeltas compares the merged deltas with one Fold over every event, ReceivedMS order
+// diffDeltas compares the merged deltas with one deltas.Fold over every event, ReceivedMS order
 // aside.
-func diffDeltas(got []Delta, events []Event) string {
-	want := Fold(events)
+func diffDeltas(got []deltas.Delta, events []deltas.Event) string {
+	want := deltas.Fold(events)
 	for i := range want {
 		slices.Sort(want[i].ReceivedMS)
 	}
 	return cmp.Diff(want, mergeDeltas(got), cmpopts.EquateEmpty())
 }
 
-func deltasOf(t testing.TB, recs []*kgo.Record) []Delta {
+func deltasOf(t testing.TB, recs []*kgo.Record) []deltas.Delta {
 	t.Helper()
-	out := make([]Delta, 0, len(recs))
+	out := make([]deltas.Delta, 0, len(recs))
 	for _, r := range recs {
-		var d Delta
+		var d deltas.Delta
 		if err := json.Unmarshal(r.Value, &d); err != nil {
 			t.Fatalf("delta at %s/%d@%d is not JSON: %v", r.Topic, r.Partition, r.Offset, err)
 		}
@@ -208,7 +209,7 @@ func deltasOf(t testing.TB, recs []*kgo.Record) []Delta {
 
 // receivedCounts counts each ReceivedMS of the deltas: a record's event folded once
 // counts 1.
-func receivedCounts(ds []Delta) map[int64]int {
+func receivedCounts(ds []deltas.Delta) map[int64]int {
 	out := map[int64]int{}
 	for _, d := range ds {
 		for _, ms := range d.ReceivedMS {
@@ -220,7 +221,7 @@ func receivedCounts(ds []Delta) map[int64]int {
 
 // checkEachEventOnce fails unless the deltas account for every record of events exactly
 // once.
-func checkEachEventOnce(t *testing.T, ds []Delta, events []*kgo.Record) {
+func checkEachEventOnce(t *testing.T, ds []deltas.Delta, events []*kgo.Record) {
 	t.Helper()
 	sum := 0
 	for _, d := range ds {
@@ -439,31 +440,46 @@ func readAll(t testing.TB, brokers []string, topic string) []*kgo.Record {
 
 // checkDeltaRecords fails unless every delta record is keyed by its page id, carries
 // the delta headers, and all deltas of a page are in one partition.
-func checkDeltaRecords(t *testing.T, recs []*kgo.Record, deltas []Delta) {
+func checkDeltaRecords(t *testing.T, recs []*kgo.Record, ds []deltas.Delta) {
 	t.Helper()
 	partOf := map[string]int32{}
 	for i, r := range recs {
-		if string(r.Key) != deltas[i].PageID {
-			t.Errorf("delta of page %s has key %q, want the page id", deltas[i].PageID, r.Key)
+		if string(r.Key) != ds[i].PageID {
+			t.Errorf("delta of page %s has key %q, want the page id", ds[i].PageID, r.Key)
 		}
 		h := map[string]string{}
 		for _, x := range r.Headers {
 			h[x.Key] = string(x.Value)
 		}
 		if h["content-type"] != "application/json" || h["convsync-delta"] != "v1" {
-			t.Errorf("delta of page %s has headers %v, want content-type application/json and convsync-delta v1", deltas[i].PageID, h)
+			t.Errorf("delta of page %s has headers %v, want content-type application/json and convsync-delta v1", ds[i].PageID, h)
 		}
-		if p, ok := partOf[deltas[i].PageID]; ok && p != r.Partition {
-			t.Errorf("deltas of page %s are in partitions %d and %d, want one", deltas[i].PageID, p, r.Partition)
+		if p, ok := partOf[ds[i].PageID]; ok && p != r.Partition {
+			t.Errorf("ds of page %s are in partitions %d and %d, want one", ds[i].PageID, p, r.Partition)
 		}
-		partOf[deltas[i].PageID] = r.Partition
+		partOf[ds[i].PageID] = r.Partition
 	}
 }
 
-func describe(ds []Delta) string {
+func describe(ds []deltas.Delta) string {
 	s := ""
 	for _, d := range ds {
 		s += fmt.Sprintf("%s:%d ", d.PageID, d.Events)
 	}
 	return s
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// later reports whether (t1, s1) > (t2, s2).
+func later(t1 time.Time, s1 string, t2 time.Time, s2 string) bool {
+	if !t1.Equal(t2) {
+		return t1.After(t2)
+	}
+	return s1 > s2
 }

@@ -73,10 +73,10 @@ func TestKafkaFaultsNeitherLoseNorDuplicateDeltas(t *testing.T) {
 	if got := testutil.ToFloat64(p.m.txns.WithLabelValues(outcomeAborted)); got < 1 {
 		t.Errorf("convsync_processor_transactions_total{outcome=aborted} = %v after a refused commit, want at least 1", got)
 	}
-	deltas := deltasOf(t, readAll(t, kc.Brokers, kc.DeltasTopic))
-	checkEachEventOnce(t, deltas, events)
-	if diff := diffDeltas(deltas, decodeAll(t, codec, events)); diff != "" {
-		t.Errorf("committed deltas merged differ from Fold over the events (-fold +deltas):\n%s", diff)
+	ds := deltasOf(t, readAll(t, kc.Brokers, kc.DeltasTopic))
+	checkEachEventOnce(t, ds, events)
+	if diff := diffDeltas(ds, decodeAll(t, codec, events)); diff != "" {
+		t.Errorf("committed deltas merged differ from deltas.Fold over the events (-fold +deltas):\n%s", diff)
 	}
 }
 
@@ -152,10 +152,10 @@ func TestCrashWithAnOpenTransactionLosesAndDuplicatesNothing(t *testing.T) {
 	})
 	r2.stop(t)
 
-	deltas := deltasOf(t, readAll(t, kc.Brokers, kc.DeltasTopic))
-	checkEachEventOnce(t, deltas, events)
-	if diff := diffDeltas(deltas, decodeAll(t, codec, events)); diff != "" {
-		t.Errorf("committed deltas merged differ from Fold over the events (-fold +deltas):\n%s", diff)
+	ds := deltasOf(t, readAll(t, kc.Brokers, kc.DeltasTopic))
+	checkEachEventOnce(t, ds, events)
+	if diff := diffDeltas(ds, decodeAll(t, codec, events)); diff != "" {
+		t.Errorf("committed deltas merged differ from deltas.Fold over the events (-fold +deltas):\n%s", diff)
 	}
 }
 
@@ -187,7 +187,7 @@ func TestCommitWhoseAnswerIsLostIsNotRedone(t *testing.T) {
 	deltas := deltasOf(t, readAll(t, kc.Brokers, kc.DeltasTopic))
 	checkEachEventOnce(t, deltas, events)
 	if diff := diffDeltas(deltas, decodeAll(t, codec, events)); diff != "" {
-		t.Errorf("committed deltas merged differ from Fold over the events (-fold +deltas):\n%s", diff)
+		t.Errorf("committed deltas merged differ from deltas.Fold over the events (-fold +deltas):\n%s", diff)
 	}
 }
 

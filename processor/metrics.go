@@ -1,10 +1,12 @@
 package processor
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/convsync/convsync/internal/kafka"
+	"github.com/convsync/convsync/schemas/dlq"
 )
 
 // Values of the outcome labels.
@@ -27,27 +29,6 @@ type metrics struct {
 // dlqOpts is convsync_dlq_records_total, shared by every stage that dead-letters records: each registers it on
 // the process's registry with exactly these options and labels, and the second one
 // reuses the first one's collector.
-var dlqOpts = prometheus.CounterOpts{
-	Name: "convsync_dlq_records_total",
-	Help: "Records sent to the dead-letter topic, by the topic they came from and reason (decode, schema, unknown_type).",
-}
-
-// DLQCounter registers convsync_dlq_records_total{topic, reason} on reg, or returns the
-// one another stage of the process registered already.
-func DLQCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
-	dlq := prometheus.NewCounterVec(dlqOpts, []string{"topic", "reason"})
-	if err := reg.Register(dlq); err != nil {
-		are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
-		if !ok {
-			return nil, fmt.Errorf("register %s: %w", dlqOpts.Name, err)
-		}
-		if dlq, ok = are.ExistingCollector.(*prometheus.CounterVec); !ok {
-			return nil, fmt.Errorf("register %s: registered as another kind of collector", dlqOpts.Name)
-		}
-	}
-	return dlq, nil
-}
-
 func newMetrics(reg prometheus.Registerer, eventsTopic string) (*metrics, error) {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -78,16 +59,16 @@ func newMetrics(reg prometheus.Registerer, eventsTopic string) (*metrics, error)
 			return nil, fmt.Errorf("register processor metrics: %w", err)
 		}
 	}
-	dlq, err := DLQCounter(reg)
+	dlqs, err := kafka.DLQCounter(reg)
 	if err != nil {
 		return nil, err
 	}
-	m.dlq = dlq
+	m.dlq = dlqs
 	m.events.WithLabelValues(outcomeOK)
 	m.events.WithLabelValues(outcomeDLQ)
 	m.txns.WithLabelValues(outcomeCommitted)
 	m.txns.WithLabelValues(outcomeAborted)
-	for _, c := range categories {
+	for _, c := range dlq.Categories() {
 		m.dlq.WithLabelValues(eventsTopic, c)
 	}
 	return m, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 // Config is the processor's configuration.
@@ -86,7 +87,7 @@ type Processor struct {
 // what exactly-once rests on, which opts cannot change: the group, the topic, the
 // transactional id and timeout, read_committed, acks=all and the rebalance callbacks.
 func New(cfg Config, kc kafka.Config, codec *schemas.Codec, opts []kgo.Opt, reg prometheus.Registerer, log *slog.Logger) (*Processor, error) {
-	schemas.Pretouch(Delta{}) // the delta codec compiled now, not on the first batch
+	schemas.Pretouch(deltas.Delta{}) // the delta codec compiled now, not on the first batch
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/logging"
 	"github.com/convsync/convsync/internal/testenv"
+	"github.com/convsync/convsync/schemas/dlq"
 )
 
 func TestConfigValidateNamesTheVariable(t *testing.T) {
@@ -71,7 +72,7 @@ func TestNewDerivesAUniqueTransactionalID(t *testing.T) {
 }
 
 // Events of two pages, with a redelivered message, in batches of at most 4 records:
-// the committed deltas, merged, are Fold over all the events; each delta is keyed by its
+// the committed deltas, merged, are deltas.Fold over all the events; each delta is keyed by its
 // page, and a page's deltas share one partition.
 func TestProcessorWritesDeltasOfEveryEventOnce(t *testing.T) {
 	t.Parallel()
@@ -99,7 +100,7 @@ func TestProcessorWritesDeltasOfEveryEventOnce(t *testing.T) {
 	checkEachEventOnce(t, deltas, events)
 	checkDeltaRecords(t, recs, deltas)
 	if diff := diffDeltas(deltas, decodeAll(t, codec, events)); diff != "" {
-		t.Errorf("committed deltas merged differ from Fold over the events (-fold +deltas):\n%s", diff)
+		t.Errorf("committed deltas merged differ from deltas.Fold over the events (-fold +deltas):\n%s", diff)
 	}
 	if len(deltas) < 3 {
 		t.Errorf("%d deltas for %d events in batches of 4, want several batches' worth: %s", len(deltas), len(events), describe(deltas))
@@ -155,22 +156,22 @@ func TestPoisonRecordsGoToTheDLQAndThePartitionMovesOn(t *testing.T) {
 	})
 	r.stop(t)
 
-	dlq := readAll(t, kc.Brokers, kc.DLQTopic)
+	dead := readAll(t, kc.Brokers, kc.DLQTopic)
 	want := []struct {
 		src      *kgo.Record
 		category string
 		field    string
 	}{
-		{produced[1], CategoryDecode, ""},
-		{produced[3], CategorySchema, "data.mid"},
-		{produced[4], CategoryUnknownType, "type"},
+		{produced[1], dlq.CategoryDecode, ""},
+		{produced[3], dlq.CategorySchema, "data.mid"},
+		{produced[4], dlq.CategoryUnknownType, "type"},
 	}
-	if len(dlq) != len(want) {
-		t.Fatalf("DLQ holds %d records, want %d", len(dlq), len(want))
+	if len(dead) != len(want) {
+		t.Fatalf("DLQ holds %d records, want %d", len(dead), len(want))
 	}
 	byOffset := map[int64]*kgo.Record{}
-	for _, r := range dlq {
-		info, ok := DLQInfo(r)
+	for _, r := range dead {
+		info, ok := dlq.Read(r)
 		if !ok {
 			t.Fatalf("DLQ record %s has no readable dlq headers: %v", r.Value, r.Headers)
 		}
@@ -182,7 +183,7 @@ func TestPoisonRecordsGoToTheDLQAndThePartitionMovesOn(t *testing.T) {
 			t.Errorf("the record at offset %d (%s) is not in the DLQ", w.src.Offset, w.category)
 			continue
 		}
-		info, _ := DLQInfo(r)
+		info, _ := dlq.Read(r)
 		if info.SourceTopic != kc.EventsTopic || info.SourcePartition != w.src.Partition || info.Category != w.category ||
 			info.Field != w.field || info.Reason == "" || info.Time.IsZero() {
 			t.Errorf("DLQ info of the %s record = %+v, want topic %s partition %d, category %s, field %q, a reason and a time",
@@ -198,9 +199,9 @@ func TestPoisonRecordsGoToTheDLQAndThePartitionMovesOn(t *testing.T) {
 
 	deltas := deltasOf(t, readAll(t, kc.Brokers, kc.DeltasTopic))
 	if diff := diffDeltas(deltas, decodeAll(t, codec, good)); diff != "" {
-		t.Errorf("deltas differ from Fold over the good events (-fold +deltas):\n%s", diff)
+		t.Errorf("deltas differ from deltas.Fold over the good events (-fold +deltas):\n%s", diff)
 	}
-	for _, c := range []string{CategoryDecode, CategorySchema, CategoryUnknownType} {
+	for _, c := range []string{dlq.CategoryDecode, dlq.CategorySchema, dlq.CategoryUnknownType} {
 		if got := testutil.ToFloat64(p.m.dlq.WithLabelValues(kc.EventsTopic, c)); got != 1 {
 			t.Errorf("convsync_dlq_records_total{topic=events, reason=%s} = %v, want 1", c, got)
 		}
@@ -245,7 +246,7 @@ func TestStopMidwayAndRestartLosesAndDuplicatesNothing(t *testing.T) {
 	deltas := deltasOf(t, readAll(t, kc.Brokers, kc.DeltasTopic))
 	checkEachEventOnce(t, deltas, all)
 	if diff := diffDeltas(deltas, decodeAll(t, codec, all)); diff != "" {
-		t.Errorf("committed deltas merged differ from Fold over the events (-fold +deltas):\n%s", diff)
+		t.Errorf("committed deltas merged differ from deltas.Fold over the events (-fold +deltas):\n%s", diff)
 	}
 	t.Logf("first instance: %d of %d offsets; %d deltas in all", done, len(first), len(deltas))
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 // ErrFenced means another writer advanced the partition's offsets first (a rebalance
@@ -45,7 +45,7 @@ type Position struct {
 // Input is one delta and its offset.
 type Input struct {
 	Offset int64
-	Delta  processor.Delta
+	Delta  deltas.Delta
 }
 
 // PageVersion and ConversationVersion name rows a batch touched, with the version they
@@ -175,18 +175,18 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 		b = &pgx.Batch{}
 	}
 
-	var deltas []processor.Delta
+	var ds []deltas.Delta
 	for i, part := range parts {
 		for _, d := range part.In {
 			if part.Pos != nil && d.Offset < expected[i] {
 				continue // applied by an earlier transaction
 			}
-			deltas = append(deltas, d.Delta)
+			ds = append(ds, d.Delta)
 			res.ReceivedMS = append(res.ReceivedMS, d.Delta.ReceivedMS...)
 		}
 	}
-	res.Applied = len(deltas)
-	rows := coalesce(deltas)
+	res.Applied = len(ds)
+	rows := coalesce(ds)
 
 	// Cached plans once the tables have grown (planGrowth), and only where there is a
 	// cache: the other exec modes prepare afresh for every batch anyway. A SET LOCAL
@@ -376,18 +376,18 @@ const (
 
 // coalesce merges the batch's deltas per key with the processor's rules, because one
 // multi-row upsert may not touch a row twice.
-func coalesce(deltas []processor.Delta) rowSet {
+func coalesce(ds []deltas.Delta) rowSet {
 	type convKey struct{ page, psid string }
 	type msgKey struct{ page, mid string }
-	pages := map[string]*processor.Delta{}
-	convs := map[convKey]*processor.ConversationDelta{}
-	msgs := map[msgKey]*processor.MessageDelta{}
+	pages := map[string]*deltas.Delta{}
+	convs := map[convKey]*deltas.ConversationDelta{}
+	msgs := map[msgKey]*deltas.MessageDelta{}
 	msgPSID := map[msgKey]string{}
-	events := map[[2]string]processor.Other{}
-	for _, d := range deltas {
+	events := map[[2]string]deltas.Other{}
+	for _, d := range ds {
 		p := pages[d.PageID]
 		if p == nil {
-			p = &processor.Delta{PageID: d.PageID}
+			p = &deltas.Delta{PageID: d.PageID}
 			pages[d.PageID] = p
 		}
 		if d.LastSyncedAt.After(p.LastSyncedAt) {
@@ -400,19 +400,19 @@ func coalesce(deltas []processor.Delta) rowSet {
 			k := convKey{d.PageID, c.PSID}
 			cur := convs[k]
 			if cur == nil {
-				cur = &processor.ConversationDelta{PSID: c.PSID}
+				cur = &deltas.ConversationDelta{PSID: c.PSID}
 				convs[k] = cur
 			}
-			processor.MergeConversation(cur, c)
+			deltas.MergeConversation(cur, c)
 			for _, m := range c.Messages {
 				mk := msgKey{d.PageID, m.MID}
 				cm := msgs[mk]
 				if cm == nil {
-					cm = &processor.MessageDelta{MID: m.MID}
+					cm = &deltas.MessageDelta{MID: m.MID}
 					msgs[mk] = cm
 					msgPSID[mk] = c.PSID
 				}
-				processor.MergeMessage(cm, m)
+				deltas.MergeMessage(cm, m)
 			}
 		}
 		for _, o := range d.Others {

@@ -14,10 +14,10 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/convsync/convsync/internal/model"
 	"github.com/convsync/convsync/internal/testenv"
-	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/projector"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 var seeds = flag.Int("seeds", 200, "random histories per model-based test (more with -seeds=N)")
@@ -38,15 +38,15 @@ func truncate(t *testing.T, pool *pgxpool.Pool) {
 	}
 }
 
-func fold(evs []model.Event) []processor.Delta {
-	in := make([]processor.Event, len(evs))
+func fold(evs []pipelinetest.Event) []deltas.Delta {
+	in := make([]deltas.Event, len(evs))
 	for i, e := range evs {
-		in[i] = processor.Event{Env: e.Env, Data: e.Data}
+		in[i] = deltas.Event{Env: e.Env, Data: e.Data}
 	}
-	return processor.Fold(in)
+	return deltas.Fold(in)
 }
 
-func inputs(ds []processor.Delta) []projector.Input {
+func inputs(ds []deltas.Delta) []projector.Input {
 	out := make([]projector.Input, len(ds))
 	for i, d := range ds {
 		out[i] = projector.Input{Delta: d}
@@ -62,16 +62,16 @@ func TestApplyIsOrderInsensitiveAndIdempotent(t *testing.T) {
 	w := projector.NewWriter(pool)
 	ctx := testenv.Context(t, 10*time.Minute)
 	for seed := range uint64(*seeds) {
-		evs, err := model.History(seed, model.DefaultConfig())
+		evs, err := pipelinetest.History(seed, pipelinetest.DefaultHistoryConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := model.Reference(evs)
+		want := pipelinetest.Reference(evs)
 		truncate(t, pool)
 		rng := rand.New(rand.NewPCG(seed, 42))
 		// Split the delivery into batches of random size, fold each, apply in a random
 		// order, and apply a few batches a second time.
-		var batches [][]processor.Delta
+		var batches [][]deltas.Delta
 		for i := 0; i < len(evs); {
 			n := 1 + rng.IntN(12)
 			batches = append(batches, fold(evs[i:min(i+n, len(evs))]))
@@ -105,7 +105,7 @@ func TestApplySkipsDeltasBelowTheStoredOffset(t *testing.T) {
 	pool, _ := testenv.Postgres(t)
 	w := projector.NewWriter(pool)
 	ctx := testenv.Context(t, time.Minute)
-	evs, err := model.History(7, model.DefaultConfig())
+	evs, err := pipelinetest.History(7, pipelinetest.DefaultHistoryConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,9 +146,9 @@ func TestApplyTakesNULCharacters(t *testing.T) {
 	pool, _ := testenv.Postgres(t)
 	w := projector.NewWriter(pool)
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	d := processor.Delta{PageID: "p-nul", Events: 1, Conversations: []processor.ConversationDelta{{PSID: "u1",
+	d := deltas.Delta{PageID: "p-nul", Events: 1, Conversations: []deltas.ConversationDelta{{PSID: "u1",
 		LastAt: at, LastMID: "m_nul", LastDirection: "inbound",
-		Messages: []processor.MessageDelta{{MID: "m_nul", ContentSource: processor.SourceWebhook, Direction: "inbound",
+		Messages: []deltas.MessageDelta{{MID: "m_nul", ContentSource: deltas.SourceWebhook, Direction: "inbound",
 			SentAt: at, Text: "a\x00b", Attachments: json.RawMessage(`[{"type":"file","title":"x\u0000y"}]`)}}}}}
 	if _, err := w.Apply(context.Background(), nil, []projector.Input{{Delta: d}}); err != nil {
 		t.Fatalf("Apply(text with NUL) = %v, want the row written", err)
@@ -167,7 +167,7 @@ func TestApplyWithAKnownStoredOffset(t *testing.T) {
 	pool, _ := testenv.Postgres(t)
 	w := projector.NewWriter(pool)
 	ctx := testenv.Context(t, time.Minute)
-	evs, err := model.History(11, model.DefaultConfig())
+	evs, err := pipelinetest.History(11, pipelinetest.DefaultHistoryConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestApplyWithAKnownStoredOffset(t *testing.T) {
 func TestApplyInEveryQueryExecMode(t *testing.T) {
 	t.Parallel()
 	ctx := testenv.Context(t, time.Minute)
-	evs, err := model.History(5, model.DefaultConfig())
+	evs, err := pipelinetest.History(5, pipelinetest.DefaultHistoryConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,16 +14,16 @@ import (
 	"github.com/convsync/convsync/ingest"
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/loadgen"
-	"github.com/convsync/convsync/internal/stack"
 	"github.com/convsync/convsync/internal/testenv"
-	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 // logEvents makes n events of the load generator's mix (Zipf over pages and users),
 // encoded as the webhook ingest writes them, with their page ids as keys.
-func logEvents(b *testing.B, n int) ([]*kgo.Record, []processor.Event) {
+func logEvents(b *testing.B, n int) ([]*kgo.Record, []deltas.Event) {
 	b.Helper()
 	gen := loadgen.NewGenerator(loadgen.GenConfig{Seed: 7, Pages: 200, UsersPerPage: 500})
 	codec, err := schemas.NewCodec()
@@ -32,7 +32,7 @@ func logEvents(b *testing.B, n int) ([]*kgo.Record, []processor.Event) {
 	}
 	now := time.Now()
 	var recs []*kgo.Record
-	var evs []processor.Event
+	var evs []deltas.Event
 	for len(recs) < n {
 		d, err := gen.Next()
 		if err != nil {
@@ -52,7 +52,7 @@ func logEvents(b *testing.B, n int) ([]*kgo.Record, []processor.Event) {
 				b.Fatal(err)
 			}
 			recs = append(recs, &kgo.Record{Key: []byte(env.PageID), Value: raw})
-			evs = append(evs, processor.Event{Env: env, Data: dec})
+			evs = append(evs, deltas.Event{Env: env, Data: dec})
 		}
 	}
 	return recs, evs
@@ -152,7 +152,7 @@ func BenchmarkLoadPipeline(b *testing.B) {
 				produceRecords(b, kc, recs)
 				procReg, projReg := prometheus.NewRegistry(), prometheus.NewRegistry()
 				ctx, cancel := context.WithCancel(context.Background())
-				stop := stack.PipelineWith(b, ctx, kc, pool, procReg, projReg, nil, func(c *projector.Config) { c.Writers = writers })
+				stop := pipelinetest.PipelineWith(b, ctx, kc, pool, procReg, projReg, nil, func(c *projector.Config) { c.Writers = writers })
 				// Every event has an arrival time, so it is observed once in the freshness
 				// histogram when its rows commit (exactly once): caught up at n observations.
 				// The clock starts at the first commit, so the groups' joining is not counted.
@@ -193,7 +193,7 @@ func BenchmarkLoadPipeline(b *testing.B) {
 				w := projector.NewWriter(pool)
 				// The same batching the pipeline sees: events grouped by partition, folded in
 				// batches, split among the writers by partition.
-				parts := map[int][]processor.Event{}
+				parts := map[int][]deltas.Event{}
 				for i, e := range evs {
 					p := kgo.StickyKeyPartitioner(nil).ForTopic("x").Partition(recs[i], 12)
 					parts[p] = append(parts[p], e)
@@ -213,7 +213,7 @@ func BenchmarkLoadPipeline(b *testing.B) {
 							}
 							pe := parts[p]
 							for i := 0; i < len(pe); i += 2000 {
-								ds := processor.Fold(pe[i:min(i+2000, len(pe))])
+								ds := deltas.Fold(pe[i:min(i+2000, len(pe))])
 								if _, err := w.Apply(context.Background(), nil, inputs(ds)); err != nil {
 									b.Error(err)
 									return
@@ -239,10 +239,10 @@ func BenchmarkLoadPipeline(b *testing.B) {
 			pool, _ := testenv.Postgres(b)
 			procReg, projReg := prometheus.NewRegistry(), prometheus.NewRegistry()
 			ctx, cancel := context.WithCancel(context.Background())
-			stop := stack.Pipeline(b, ctx, kc, pool, procReg, projReg, nil)
-			url := stack.Webhook(b, kc)
+			stop := pipelinetest.Pipeline(b, ctx, kc, pool, procReg, projReg, nil)
+			url := pipelinetest.Webhook(b, kc)
 			// The mix averages two events per request: 500 requests/s is 1,000 events/s.
-			res, err := loadgen.Run(context.Background(), loadgen.RunConfig{URL: url, Secret: stack.Secret, Rate: 500,
+			res, err := loadgen.Run(context.Background(), loadgen.RunConfig{URL: url, Secret: pipelinetest.Secret, Rate: 500,
 				Duration: 10 * time.Second, Concurrency: 32, Gen: loadgen.DefaultGenConfig()}, loadgen.Client(32))
 			if err != nil {
 				b.Fatal(err)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/convsync/convsync/internal/stack"
 	"github.com/convsync/convsync/internal/testenv"
+	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/schemas"
 )
 
@@ -26,7 +26,7 @@ func TestEventFromKcatIsProjected(t *testing.T) {
 	pool, _ := testenv.Postgres(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	projReg := prometheus.NewRegistry()
-	stop := stack.Pipeline(t, ctx, kc, pool, prometheus.NewRegistry(), projReg, nil)
+	stop := pipelinetest.Pipeline(t, ctx, kc, pool, prometheus.NewRegistry(), projReg, nil)
 	defer func() { cancel(); stop() }()
 
 	at := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)

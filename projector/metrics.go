@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/internal/kafka"
 )
 
 type metrics struct {
@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.stages, m.retries)
-	dlq, err := processor.DLQCounter(reg)
+	dlq, err := kafka.DLQCounter(reg)
 	if err != nil {
 		return nil, err
 	}
@@ -67,8 +67,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (p *Projector) observe(res Result, deltas int, took time.Duration) {
-	p.m.batchDeltas.Observe(float64(deltas))
+func (p *Projector) observe(res Result, nd int, took time.Duration) {
+	p.m.batchDeltas.Observe(float64(nd))
 	p.m.batchTime.Observe(took.Seconds())
 	for table, d := range res.Durations {
 		p.m.merge.WithLabelValues(table).Observe(d.Seconds())

@@ -14,8 +14,8 @@ import (
 
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/logging"
-	"github.com/convsync/convsync/internal/model"
 	"github.com/convsync/convsync/internal/testenv"
+	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/processor"
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/schemas"
@@ -64,7 +64,7 @@ func startPipeline(t *testing.T, kc kafka.Config, pool *pgxpool.Pool, procGroup,
 	return s
 }
 
-func produce(t *testing.T, kc kafka.Config, evs []model.Event) {
+func produce(t *testing.T, kc kafka.Config, evs []pipelinetest.Event) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Brokers...), kgo.DefaultProduceTopic(kc.EventsTopic), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
@@ -134,20 +134,20 @@ func filter(r projector.Rows, prefix string) projector.Rows {
 	return out
 }
 
-func histories(t *testing.T, n int, from uint64) ([]model.Event, map[uint64]projector.Rows, projector.Rows) {
+func histories(t *testing.T, n int, from uint64) ([]pipelinetest.Event, map[uint64]projector.Rows, projector.Rows) {
 	t.Helper()
-	var all []model.Event
+	var all []pipelinetest.Event
 	refs := map[uint64]projector.Rows{}
 	for seed := from; seed < from+uint64(n); seed++ {
-		evs, err := model.History(seed, model.DefaultConfig())
+		evs, err := pipelinetest.History(seed, pipelinetest.DefaultHistoryConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
-		refs[seed] = model.Reference(evs)
+		refs[seed] = pipelinetest.Reference(evs)
 		all = append(all, evs...)
 	}
 	rand.New(rand.NewPCG(from, 3)).Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-	return all, refs, model.Reference(all)
+	return all, refs, pipelinetest.Reference(all)
 }
 
 // Invariants 2, 3 and 4 end to end: hundreds of random histories, with duplicates and

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/convsync/convsync/internal/testenv"
-	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 // Once the tables pass planGrowth's sizes the merges run on cached generic plans, which
@@ -34,9 +34,9 @@ func TestGenericMergePlansUseTheRightIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	oneBatch := []Input{{Delta: processor.Delta{PageID: "p-plan", Events: 1, Conversations: []processor.ConversationDelta{{PSID: "u-plan",
+	oneBatch := []Input{{Delta: deltas.Delta{PageID: "p-plan", Events: 1, Conversations: []deltas.ConversationDelta{{PSID: "u-plan",
 		LastAt: at, LastMID: "m_plan", LastDirection: "inbound",
-		Messages: []processor.MessageDelta{{MID: "m_plan", ContentSource: processor.SourceWebhook, Direction: "inbound", SentAt: at, Text: "hi"}}}}}}}
+		Messages: []deltas.MessageDelta{{MID: "m_plan", ContentSource: deltas.SourceWebhook, Direction: "inbound", SentAt: at, Text: "hi"}}}}}}}
 	young := NewWriter(pool)
 	if _, err := young.Apply(ctx, nil, oneBatch); err != nil {
 		t.Fatal(err)
@@ -146,11 +146,11 @@ func TestGenericMergePlansUseTheRightIndexes(t *testing.T) {
 // panics instead of writing NULL.
 func TestColumnsMatchTheirKinds(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	rows := coalesce([]processor.Delta{{PageID: "p", PageName: "n", PageNameAt: at, Events: 1,
-		Conversations: []processor.ConversationDelta{{PSID: "u", LastAt: at, LastMID: "m", LastDirection: "inbound",
-			Snapshot: &processor.Snapshot{UpdatedTime: at, MessageCount: 2, UnreadCount: 1, Snippet: "s"},
-			Messages: []processor.MessageDelta{{MID: "m", ContentSource: processor.SourceWebhook, Direction: "inbound", SentAt: at, Text: "t"}}}},
-		Others: []processor.Other{{ID: "e", Type: "read", OccurredAt: at, Data: []byte(`{}`)}}}})
+	rows := coalesce([]deltas.Delta{{PageID: "p", PageName: "n", PageNameAt: at, Events: 1,
+		Conversations: []deltas.ConversationDelta{{PSID: "u", LastAt: at, LastMID: "m", LastDirection: "inbound",
+			Snapshot: &deltas.Snapshot{UpdatedTime: at, MessageCount: 2, UnreadCount: 1, Snippet: "s"},
+			Messages: []deltas.MessageDelta{{MID: "m", ContentSource: deltas.SourceWebhook, Direction: "inbound", SentAt: at, Text: "t"}}}},
+		Others: []deltas.Other{{ID: "e", Type: "read", OccurredAt: at, Data: []byte(`{}`)}}}})
 	for _, c := range []struct {
 		rows  [][]any
 		kinds string

@@ -14,8 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/convsync/convsync/internal/kafka"
-	"github.com/convsync/convsync/processor"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/deltas"
+	"github.com/convsync/convsync/schemas/dlq"
 )
 
 // Config is the projector's configuration.
@@ -79,7 +80,7 @@ type Projector struct {
 // New validates and allocates; Run does the work. opts are extra client options (client
 // id, metrics hooks); brokers come from kc.
 func New(cfg Config, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, hook Hook, reg prometheus.Registerer, log *slog.Logger) (*Projector, error) {
-	schemas.Pretouch(processor.Delta{}) // the delta codec compiled now, not on the first batch
+	schemas.Pretouch(deltas.Delta{}) // the delta codec compiled now, not on the first batch
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -326,11 +327,8 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	start := time.Now()
 	in := make([]Input, 0, len(recs))
 	for _, r := range recs {
-		var d processor.Delta
-		if err := schemas.JSON.Unmarshal(r.Value, &d); err != nil || d.PageID == "" {
-			if err == nil {
-				err = errors.New("delta without page_id")
-			}
+		d, err := deltas.Decode(r.Value)
+		if err != nil {
 			if err := w.deadLetter(ctx, cl, r, err); err != nil {
 				return err
 			}
@@ -378,16 +376,16 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 
 // commitReq is one partition's batch waiting for a writer.
 type commitReq struct {
-	part   Part
-	deltas int
-	start  time.Time
-	done   chan error
+	part  Part
+	nd    int
+	start time.Time
+	done  chan error
 }
 
 // commit hands a partition's batch to its writer and waits until it is committed. A
 // partition always goes to the same writer, so its batches commit in order.
-func (p *Projector) commit(ctx context.Context, part Part, deltas int, start time.Time) error {
-	req := commitReq{part: part, deltas: deltas, start: start, done: make(chan error, 1)}
+func (p *Projector) commit(ctx context.Context, part Part, nd int, start time.Time) error {
+	req := commitReq{part: part, nd: nd, start: start, done: make(chan error, 1)}
 	select {
 	case p.writers[int(part.Pos.Partition)%len(p.writers)] <- req:
 	case <-p.writersDone:
@@ -409,13 +407,13 @@ func (p *Projector) write(in <-chan commitReq) {
 		case <-p.writersDone:
 			return
 		}
-		deltas := reqs[0].deltas
+		nd := reqs[0].nd
 	gather:
-		for deltas < p.cfg.BatchRecords {
+		for nd < p.cfg.BatchRecords {
 			select {
 			case r := <-in:
 				reqs = append(reqs, r)
-				deltas += r.deltas
+				nd += r.nd
 			default:
 				break gather
 			}
@@ -439,10 +437,10 @@ func (p *Projector) write(in <-chan commitReq) {
 
 func (p *Projector) applyGroup(reqs []commitReq) error {
 	parts := make([]Part, len(reqs))
-	deltas := 0
+	nd := 0
 	for i, r := range reqs {
 		parts[i] = r.part
-		deltas += r.deltas
+		nd += r.nd
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -450,7 +448,7 @@ func (p *Projector) applyGroup(reqs []commitReq) error {
 	if err != nil {
 		return err
 	}
-	p.observe(res, deltas, time.Since(reqs[0].start))
+	p.observe(res, nd, time.Since(reqs[0].start))
 	p.hook(ctx, res.Touched)
 	return nil
 }
@@ -458,11 +456,11 @@ func (p *Projector) applyGroup(reqs []commitReq) error {
 // deadLetter sends a delta that does not decode to the DLQ with the reason, and waits
 // for the acknowledgement: the batch commits past it only once it is safe there.
 func (w *worker) deadLetter(ctx context.Context, cl *kgo.Client, r *kgo.Record, cause error) error {
-	dl := processor.DeadLetter(r, w.p.kc.DLQTopic, processor.CategoryDecode, cause, time.Now())
+	dl := dlq.New(r, w.p.kc.DLQTopic, dlq.CategoryDecode, cause, time.Now())
 	if err := cl.ProduceSync(ctx, dl).FirstErr(); err != nil {
 		return fmt.Errorf("dead-letter delta %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
-	w.p.m.deadLetters.WithLabelValues(r.Topic, processor.CategoryDecode).Inc()
+	w.p.m.deadLetters.WithLabelValues(r.Topic, dlq.CategoryDecode).Inc()
 	w.p.log.Warn("undecodable delta sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", cause)
 	return nil
 }

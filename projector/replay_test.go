@@ -16,15 +16,15 @@ import (
 
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/logging"
-	"github.com/convsync/convsync/internal/model"
 	"github.com/convsync/convsync/internal/testenv"
-	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/projector"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 // projectLive builds the live tables from evs as the processor and projector would:
 // batches folded and applied with their offsets on the deltas topic's partitions.
-func projectLive(t *testing.T, ctx context.Context, pool *pgxpool.Pool, evs []model.Event, group, topic string) {
+func projectLive(t *testing.T, ctx context.Context, pool *pgxpool.Pool, evs []pipelinetest.Event, group, topic string) {
 	t.Helper()
 	w := projector.NewWriter(pool)
 	next := map[int32]int64{}
@@ -304,10 +304,10 @@ type writer struct {
 func writeBatch(ctx context.Context, w *projector.Writer, prefix string, i int, withOffsets bool) error {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
 	mid := fmt.Sprintf("m_%s_%d", prefix, i)
-	d := processor.Delta{PageID: fmt.Sprintf("%s-%05d", prefix, i), LastSyncedAt: at, Events: 1,
-		Conversations: []processor.ConversationDelta{{PSID: "u1", LastAt: at, LastMID: mid, LastDirection: "inbound",
-			Messages: []processor.MessageDelta{{MID: mid, ContentSource: processor.SourceWebhook, Direction: "inbound",
-				SentAt: at, Text: "hello", Reactions: map[string]processor.Reaction{"u1": {Action: "react", Reaction: "love", At: at}}}}}}}
+	d := deltas.Delta{PageID: fmt.Sprintf("%s-%05d", prefix, i), LastSyncedAt: at, Events: 1,
+		Conversations: []deltas.ConversationDelta{{PSID: "u1", LastAt: at, LastMID: mid, LastDirection: "inbound",
+			Messages: []deltas.MessageDelta{{MID: mid, ContentSource: deltas.SourceWebhook, Direction: "inbound",
+				SentAt: at, Text: "hello", Reactions: map[string]deltas.Reaction{"u1": {Action: "react", Reaction: "love", At: at}}}}}}}
 	var pos *projector.Position
 	if withOffsets {
 		pos = &projector.Position{Group: prefix, Topic: "writer", Partition: 0, From: int64(i), Next: int64(i + 1)}

@@ -3,7 +3,7 @@ package projector
 import "strings"
 
 // The merge statements. Each column's rule is a join (idempotent, commutative,
-// associative) and mirrors processor.MergeMessage / MergeConversation / MergeReactions,
+// associative) and mirrors deltas.MergeMessage / MergeConversation / MergeReactions,
 // so a batch gives the same rows whatever the order and number of its deltas. Text
 // comparisons use COLLATE "C" (byte order, as Go compares strings).
 

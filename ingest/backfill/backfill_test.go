@@ -21,8 +21,8 @@ import (
 	"github.com/convsync/convsync/internal/graphsim"
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/logging"
-	"github.com/convsync/convsync/internal/stack"
 	"github.com/convsync/convsync/internal/testenv"
+	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/schemas"
 )
@@ -105,7 +105,7 @@ func newFixture(t *testing.T, scfg graphsim.Config, pageSize int, cfg Config) *f
 		t.Fatal(err)
 	}
 	pctx, cancel := context.WithCancel(ctx)
-	wait := stack.Pipeline(t, pctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), nil)
+	wait := pipelinetest.Pipeline(t, pctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), nil)
 	t.Cleanup(func() { cancel(); wait() })
 	return &fixture{sim: sim, pool: pool, kc: kc, app: app, job: job, ctx: ctx}
 }

@@ -19,11 +19,11 @@ import (
 
 	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/internal/logging"
-	"github.com/convsync/convsync/internal/model"
 	"github.com/convsync/convsync/internal/testenv"
-	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/projector/readapi"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 const token = "test-token-0123456789"
@@ -56,30 +56,30 @@ func setup(t *testing.T, store cache.Store, prefix string) *env {
 	api.Register(mux)
 	e := &env{srv: httptest.NewServer(mux), pool: pool, w: projector.NewWriter(pool), hook: readapi.Hook(c), c: c}
 	t.Cleanup(e.srv.Close)
-	var all []model.Event
+	var all []pipelinetest.Event
 	for seed := uint64(1); seed <= 3; seed++ {
-		evs, err := model.History(seed, model.Config{Pages: 1, Users: 8, Facts: 80, DuplicateRate: 0.1})
+		evs, err := pipelinetest.History(seed, pipelinetest.HistoryConfig{Pages: 1, Users: 8, Facts: 80, DuplicateRate: 0.1})
 		if err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, evs...)
 	}
 	e.apply(t, all)
-	e.refs = model.Reference(all)
+	e.refs = pipelinetest.Reference(all)
 	for _, p := range e.refs.Pages {
 		e.pages = append(e.pages, p.PageID)
 	}
 	return e
 }
 
-func (e *env) apply(t *testing.T, evs []model.Event) {
+func (e *env) apply(t *testing.T, evs []pipelinetest.Event) {
 	t.Helper()
-	in := make([]processor.Event, len(evs))
+	in := make([]deltas.Event, len(evs))
 	for i, x := range evs {
-		in[i] = processor.Event{Env: x.Env, Data: x.Data}
+		in[i] = deltas.Event{Env: x.Env, Data: x.Data}
 	}
 	var inputs []projector.Input
-	for _, d := range processor.Fold(in) {
+	for _, d := range deltas.Fold(in) {
 		inputs = append(inputs, projector.Input{Delta: d})
 	}
 	res, err := e.w.Apply(context.Background(), nil, inputs)
@@ -145,8 +145,8 @@ func TestMissThenHitAndUpdateVisibleOnNextRead(t *testing.T) {
 	}
 }
 
-func newMessage(page, psid, mid, text string) []model.Event {
-	evs, _ := model.Messages(page, psid, mid, text, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+func newMessage(page, psid, mid, text string) []pipelinetest.Event {
+	evs, _ := pipelinetest.Messages(page, psid, mid, text, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	return evs
 }
 

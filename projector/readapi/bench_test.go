@@ -25,12 +25,12 @@ import (
 	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/internal/loadgen"
 	"github.com/convsync/convsync/internal/logging"
-	"github.com/convsync/convsync/internal/stack"
 	"github.com/convsync/convsync/internal/testenv"
-	"github.com/convsync/convsync/processor"
+	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/projector/readapi"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
 const (
@@ -44,10 +44,10 @@ func seedConversations(b *testing.B, pool *pgxpool.Pool) {
 	b.Helper()
 	w := projector.NewWriter(pool)
 	at := time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC)
-	var evs []processor.Event
+	var evs []deltas.Event
 	flush := func() {
 		var in []projector.Input
-		for _, d := range processor.Fold(evs) {
+		for _, d := range deltas.Fold(evs) {
 			in = append(in, projector.Input{Delta: d})
 		}
 		if _, err := w.Apply(context.Background(), nil, in); err != nil {
@@ -63,7 +63,7 @@ func seedConversations(b *testing.B, pool *pgxpool.Pool) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			evs = append(evs, processor.Event{Env: env, Data: m})
+			evs = append(evs, deltas.Event{Env: env, Data: m})
 		}
 		flush()
 	}
@@ -275,9 +275,9 @@ func hitRateWhileWriting(b *testing.B, pool *pgxpool.Pool, paths []string, rc *r
 	ctx, cancel := context.WithCancel(context.Background())
 	refresher := readapi.NewRefresher(pool, s.c, readapi.Defaults().DefaultLimit, readapi.Defaults().RefreshMax, logging.Discard())
 	go func() { _ = refresher.Run(ctx) }()
-	stop := stack.Pipeline(b, ctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), refresher.Hook())
+	stop := pipelinetest.Pipeline(b, ctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), refresher.Hook())
 	defer func() { cancel(); stop() }()
-	hook := stack.Webhook(b, kc)
+	hook := pipelinetest.Webhook(b, kc)
 	// Warm the cache, then read while the loadgen writes to the same 10,000 conversations.
 	reads(b, s, paths[:20_000], loadgen.Pace{Duration: time.Minute, Requests: 20_000, Concurrency: 32})
 	before := requestsBy(s.reg)
@@ -285,7 +285,7 @@ func hitRateWhileWriting(b *testing.B, pool *pgxpool.Pool, paths []string, rc *r
 	wg.Go(func() {
 		gen := loadgen.DefaultGenConfig()
 		gen.Pages, gen.UsersPerPage = benchPages, benchUsers
-		_, err := loadgen.Run(context.Background(), loadgen.RunConfig{URL: hook, Secret: stack.Secret, Rate: 250,
+		_, err := loadgen.Run(context.Background(), loadgen.RunConfig{URL: hook, Secret: pipelinetest.Secret, Rate: 250,
 			Duration: 10 * time.Second, Concurrency: 16, Gen: gen}, loadgen.Client(16))
 		if err != nil {
 			b.Error(err)

@@ -1,10 +1,11 @@
-// Package model is the test oracle of the pipeline: it generates random conversation
+// model.go is the test oracle of the pipeline: it generates random conversation
 // histories (inbound messages, echoes, deliveries, reads, reactions, edits, Graph
 // snapshots and observed messages overlapping webhooks, postbacks, page syncs), delivers
 // them with duplicates and reordering, and computes the read model they must produce with
 // a plain fold written independently of the processor and projector. Model-based tests
 // compare the rows in Postgres with Reference.
-package model
+
+package pipelinetest
 
 import (
 	"encoding/json"
@@ -13,19 +14,21 @@ import (
 	"sort"
 	"time"
 
-	"github.com/convsync/convsync/processor"
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/deltas"
 )
 
-// Config sizes a history.
-type Config struct {
+// HistoryConfig sizes a history.
+type HistoryConfig struct {
 	Pages, Users, Facts int
 	DuplicateRate       float64 // share of events delivered twice or more
 }
 
-// DefaultConfig is small enough for hundreds of seeds in a test run.
-func DefaultConfig() Config { return Config{Pages: 2, Users: 3, Facts: 40, DuplicateRate: 0.2} }
+// DefaultHistoryConfig is small enough for hundreds of seeds in a test run.
+func DefaultHistoryConfig() HistoryConfig {
+	return HistoryConfig{Pages: 2, Users: 3, Facts: 40, DuplicateRate: 0.2}
+}
 
 // Event is one delivered event with its envelope.
 type Event struct {
@@ -43,7 +46,7 @@ type msgFact struct {
 
 // History generates the facts of a seed and returns them as events in delivery order:
 // shuffled, with duplicates. The same seed gives the same events.
-func History(seed uint64, cfg Config) ([]Event, error) {
+func History(seed uint64, cfg HistoryConfig) ([]Event, error) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919+1))
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := 0
@@ -394,13 +397,13 @@ func Reference(events []Event) projector.Rows {
 }
 
 // attKey is the tie-break of two attachment lists of one source: the greater hash of
-// their JSON wins (processor.AttachmentsKeyOf).
+// their JSON wins (deltas.AttachmentsKeyOf).
 func attKey(m schemas.Message) string {
 	if len(m.Attachments) == 0 {
 		return ""
 	}
 	b, _ := json.Marshal(m.Attachments)
-	return processor.AttachmentsKeyOf(b)
+	return deltas.AttachmentsKeyOf(b)
 }
 
 func snapLess(a, b schemas.ConversationObserved) bool {

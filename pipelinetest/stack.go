@@ -1,7 +1,8 @@
-// Package stack starts convsync's stages in process for tests and benchmarks: a webhook
+// stack.go starts convsync's stages in process for tests and benchmarks: a webhook
 // endpoint on a loopback test server, and a processor with a projector on given topics
-// and schema. It is test plumbing; the binary wires the same parts in cmd/convsync.
-package stack
+// and schema.
+
+package pipelinetest
 
 import (
 	"context"
