@@ -6,9 +6,10 @@
 // (DATABASE_READ_URL when set, a replica) is read in one repeatable-read snapshot, and
 // the result is cached with the version of those rows, only if nothing newer is there.
 // Concurrent misses of one key share one query. A cache outage degrades to Postgres,
-// never to errors. Responses carry an ETag (304 on If-None-Match) and Cache-Control so
-// a CDN can cache them for a moment. Every route needs a bearer token from API_TOKENS;
-// no route ever returns a page's access token.
+// never to errors. Responses carry an ETag (304 on If-None-Match) and Cache-Control
+// private, so the client's own cache may keep them for a moment but no shared cache (a
+// CDN, a proxy) serves one token holder's answers to another. Every route needs a bearer
+// token from API_TOKENS; no route ever returns a page's access token.
 package readapi
 
 import (
@@ -38,7 +39,7 @@ type Config struct {
 	Tokens       []string      // API_TOKENS: accepted bearer tokens
 	DefaultLimit int           // API_DEFAULT_LIMIT
 	MaxLimit     int           // API_MAX_LIMIT
-	MaxAge       time.Duration // API_CACHE_MAX_AGE: Cache-Control max-age for CDNs
+	MaxAge       time.Duration // API_CACHE_MAX_AGE: Cache-Control max-age for the client's cache
 	// RefreshMax (API_CACHE_REFRESH_MAX) bounds the conversations whose default view the
 	// projector rebuilds in the cache after each batch; 0 only invalidates.
 	RefreshMax int
@@ -90,7 +91,9 @@ func New(cfg Config, pool *pgxpool.Pool, c *cache.Cache, reg prometheus.Register
 	}
 	maxAge := int(cfg.MaxAge.Seconds())
 	return &API{cfg: cfg, db: store{pool}, cache: c, m: newMetrics(reg), log: log,
-		cacheControl: []string{fmt.Sprintf("public, max-age=%d, stale-while-revalidate=%d", maxAge, 5*maxAge)},
+		// private: every answer is for a bearer token's holder, so no shared cache (a CDN,
+		// a proxy) may keep it and serve it to another; the client's own cache may.
+		cacheControl: []string{fmt.Sprintf("private, max-age=%d, stale-while-revalidate=%d", maxAge, 5*maxAge)},
 		vary:         []string{"Authorization"}, jsonType: []string{"application/json"},
 		hit: []string{"hit"}, miss: []string{"miss"}}, nil
 }

@@ -176,6 +176,29 @@ func TestETagGives304(t *testing.T) {
 	}
 }
 
+// Every route needs a bearer token, so an answer belongs to its token holder: a shared
+// cache (a CDN, a corporate proxy) must not keep it and serve it to someone else. Only
+// the client's own cache may, for max-age, and it may serve it stale while revalidating.
+func TestAnswersAreCachedOnlyPrivately(t *testing.T) {
+	t.Parallel()
+	e := setup(t, cache.NewMemory(1000), "m:")
+	page := e.pages[0]
+	for _, path := range []string{"/v1/pages/" + page, "/v1/pages/" + page + "/conversations", "/v1/pages/" + page + "/conversations/" + firstConversation(e.refs, page)} {
+		r := e.get(t, path)
+		cc := r.header.Get("Cache-Control")
+		directives := map[string]bool{}
+		for _, d := range strings.Split(cc, ",") {
+			directives[strings.TrimSpace(d)] = true
+		}
+		if r.status != 200 || !directives["private"] || directives["public"] || !directives["max-age=2"] || !directives["stale-while-revalidate=10"] {
+			t.Errorf("GET %s = %d with Cache-Control %q, want 200 with private, max-age=2, stale-while-revalidate=10 and never public", path, r.status, cc)
+		}
+		if r304 := e.get(t, path, "If-None-Match", r.header.Get("ETag")); r304.header.Get("Cache-Control") != cc {
+			t.Errorf("GET %s with If-None-Match = %d with Cache-Control %q, want %q as on the 200", path, r304.status, r304.header.Get("Cache-Control"), cc)
+		}
+	}
+}
+
 func TestErrorsAreClearJSON(t *testing.T) {
 	t.Parallel()
 	e := setup(t, cache.NewMemory(1000), "m:")
