@@ -21,9 +21,11 @@ type DLQEntry struct {
 	record    *kgo.Record
 }
 
-// ListDLQ reads the dead-letter topic from its start to the end it has now and returns
-// its records, oldest first per partition. opts name the brokers (and client id);
-// records that are not dead letters (no dlq-* headers) are left out.
+// ListDLQ reads the dead-letter topic from its start to its last stable offset now and
+// returns its records, oldest first per partition. opts name the brokers (and client
+// id); records that are not dead letters (no dlq-* headers) are left out. Only committed
+// records count (read_committed): a dead letter of an aborted transaction was never
+// one, its source record comes again, and one of a transaction still open is not one yet.
 func ListDLQ(ctx context.Context, opts []kgo.Opt, topic string) ([]DLQEntry, error) {
 	admCl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -35,9 +37,11 @@ func ListDLQ(ctx context.Context, opts []kgo.Opt, topic string) ([]DLQEntry, err
 	if err != nil {
 		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
+	// The last stable offset, not the high watermark: a read_committed fetch stops before
+	// a transaction still open, so the walk ends there instead of waiting for it.
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("list committed end offsets of %s: %w", topic, err)
 	}
 	want := map[int32]int64{}
 	from := map[int32]kgo.Offset{}
@@ -51,8 +55,9 @@ func ListDLQ(ctx context.Context, opts []kgo.Opt, topic string) ([]DLQEntry, err
 		return nil, nil
 	}
 	// Control records (transaction markers) are kept so that a partition ending in one is
-	// seen to end.
+	// seen to end; the records of aborted transactions are dropped by the fetch.
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...), kgo.KeepControlRecords(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}))...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)

@@ -2,6 +2,8 @@ package processor
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +84,48 @@ func mustClient(t *testing.T, opts []kgo.Opt) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// A dead letter is only a dead letter once its transaction commits: the processor writes
+// them in the transaction of its deltas, and an aborted one (a rebalance, a crash) comes
+// again. dlq list, and so dlq requeue, read committed records only, and a transaction
+// still open neither shows nor holds the listing up.
+func TestListSkipsDeadLettersOfAbortedAndOpenTransactions(t *testing.T) {
+	t.Parallel()
+	kc := testenv.Kafka(t, 1)
+	ctx := testenv.Context(t, time.Minute)
+	letter := func(value string) *kgo.Record {
+		src := &kgo.Record{Topic: kc.EventsTopic, Partition: 0, Offset: 7, Key: []byte(page1), Value: []byte(value)}
+		return dlq.New(src, kc.DLQTopic, dlq.CategoryDecode, errors.New("not json"), time.Now())
+	}
+	// begin produces value in a new transaction and leaves it open.
+	begin := func(value string) *kgo.Client {
+		cl := mustClient(t, []kgo.Opt{kgo.SeedBrokers(kc.Brokers...), kgo.TransactionalID("test-dlq-" + testenv.ID())})
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, letter(value)).FirstErr(); err != nil {
+			t.Fatalf("produce %s in a transaction: %v", value, err)
+		}
+		return cl
+	}
+	for _, tx := range []struct {
+		value string
+		end   kgo.TransactionEndTry
+	}{{"aborted", kgo.TryAbort}, {"committed", kgo.TryCommit}} {
+		if err := begin(tx.value).EndTransaction(ctx, tx.end); err != nil {
+			t.Fatalf("end the transaction of %s: %v", tx.value, err)
+		}
+	}
+	open := begin("open") // ended at cleanup
+	t.Cleanup(func() { _ = open.EndTransaction(context.Background(), kgo.TryAbort) })
+
+	entries, err := ListDLQ(ctx, []kgo.Opt{kgo.SeedBrokers(kc.Brokers...)}, kc.DLQTopic)
+	var got []string
+	for _, e := range entries {
+		got = append(got, string(e.record.Value))
+	}
+	if err != nil || len(got) != 1 || got[0] != "committed" {
+		t.Errorf("ListDLQ after an aborted, a committed and an open transaction = %q (%v), want only the committed dead letter", got, err)
+	}
 }
