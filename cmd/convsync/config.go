@@ -62,6 +62,8 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 
 	b.String(&s.HTTP.Addr, "http-addr", "listen address for the role's routes, /metrics, /healthz, /readyz", "HTTP_ADDR")
 	b.Duration(&s.HTTP.ShutdownTimeout, "http-shutdown-timeout", "how long in-flight requests may take to finish at shutdown", "HTTP_SHUTDOWN_TIMEOUT")
+	b.Duration(&s.HTTP.ReadTimeout, "http-read-timeout", "how long reading a whole request (headers and body) may take; a slower client is cut off", "HTTP_READ_TIMEOUT")
+	b.Duration(&s.HTTP.WriteTimeout, "http-write-timeout", "how long a request may take from the end of its headers to the end of its answer", "HTTP_WRITE_TIMEOUT")
 
 	b.Strings(&s.Kafka.Brokers, "kafka-brokers", "Kafka bootstrap brokers, comma-separated", "KAFKA_BROKERS")
 	b.String(&s.Kafka.ClientID, "kafka-client-id", "Kafka client id", "KAFKA_CLIENT_ID")
