@@ -1,6 +1,9 @@
 package ingest
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 
@@ -143,8 +146,12 @@ func parseMessaging(entryPage string, ch schemas.Channel, raw json.RawMessage, f
 		psid = string(it.Recipient.ID)
 	}
 	at := it.Timestamp.t()
+	// Without a timestamp of its own, the item's time is the entry's or the arrival, and
+	// the id hashes the item instead: a redelivery then keeps its id.
+	fingerprint := ""
 	if at.IsZero() {
 		at = fallback
+		fingerprint = fingerprintOf(raw)
 	}
 	bad := func(reason string) schemas.Data {
 		u := unknown(page, ch, kindOf(raw), raw, at)
@@ -202,13 +209,13 @@ func parseMessaging(entryPage string, ch schemas.Channel, raw json.RawMessage, f
 		if r.MID == "" || psid == "" || (action != schemas.React && action != schemas.Unreact) {
 			return bad("reaction without mid or sender, or with an action other than react/unreact")
 		}
-		return schemas.Reaction{PageID: page, PSID: psid, MID: r.MID, Action: action, Reaction: r.Reaction, Emoji: r.Emoji, ReactedAt: at}
+		return schemas.Reaction{PageID: page, PSID: psid, MID: r.MID, Action: action, Reaction: r.Reaction, Emoji: r.Emoji, ReactedAt: at, Fingerprint: fingerprint}
 	case it.Postback != nil:
 		p := it.Postback
 		if psid == "" {
 			return bad("postback without sender")
 		}
-		return schemas.Postback{PageID: page, PSID: psid, MID: p.MID, Title: p.Title, Payload: p.Payload, Referral: p.Referral, OccurredAt: at}
+		return schemas.Postback{PageID: page, PSID: psid, MID: p.MID, Title: p.Title, Payload: p.Payload, Referral: p.Referral, OccurredAt: at, Fingerprint: fingerprint}
 	case it.Edit != nil:
 		e := it.Edit
 		if e.MID == "" || psid == "" {
@@ -221,7 +228,7 @@ func parseMessaging(entryPage string, ch schemas.Channel, raw json.RawMessage, f
 			return bad("referral that is not an object, or without sender")
 		}
 		return schemas.Referral{PageID: page, PSID: psid, Source: r.Source, Type: r.Type, Ref: r.Ref,
-			AdID: string(r.AdID), RefererURI: r.RefererURI, Raw: it.Referral, OccurredAt: at}
+			AdID: string(r.AdID), RefererURI: r.RefererURI, Raw: it.Referral, OccurredAt: at, Fingerprint: fingerprint}
 	case len(it.Optin) > 0 && string(it.Optin) != "null":
 		var o rawOptin
 		if json.Unmarshal(it.Optin, &o) != nil {
@@ -235,9 +242,21 @@ func parseMessaging(entryPage string, ch schemas.Channel, raw json.RawMessage, f
 			return bad("optin without sender id or user_ref")
 		}
 		return schemas.Optin{PageID: page, PSID: psid, UserRef: userRef, Type: o.Type, Payload: o.Payload,
-			Ref: o.Ref, Raw: it.Optin, OccurredAt: at}
+			Ref: o.Ref, Raw: it.Optin, OccurredAt: at, Fingerprint: fingerprint}
 	}
 	return bad("")
+}
+
+// fingerprintOf is the hex SHA-256 of a messaging item as Meta sent it, compacted so
+// that whitespace does not count.
+func fingerprintOf(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		b.Reset()
+		b.Write(raw)
+	}
+	sum := sha256.Sum256(b.Bytes())
+	return hex.EncodeToString(sum[:])
 }
 
 // attachments keeps every attachment with its raw payload, lifting url, title and

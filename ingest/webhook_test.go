@@ -211,3 +211,43 @@ func TestParsedEventsValidateAgainstTheirSchemas(t *testing.T) {
 		}
 	}
 }
+
+// Meta delivers a webhook again until it gets a 200, with the same body. When an item
+// has no timestamp of its own, its time falls back to the arrival, but its id must not
+// follow: a redelivery would be stored as a second postback, referral or opt-in. Its id
+// then comes from the item as sent, so equal items give one id and different ones two.
+func TestRedeliveryWithoutTimestampsKeepsEventIDs(t *testing.T) {
+	body := []byte(`{"object":"page","entry":[{"id":"104400000000001","messaging":[
+  {"sender":{"id":"7310000000000021"},"recipient":{"id":"104400000000001"},"postback":{"title":"Buy","payload":"BUY"}},
+  {"sender":{"id":"7310000000000021"},"recipient":{"id":"104400000000001"},"postback":{"title":"Help","payload":"HELP"}},
+  {"sender":{"id":"7310000000000021"},"recipient":{"id":"104400000000001"},"referral":{"ref":"spring","source":"SHORTLINK","type":"OPEN_THREAD"}},
+  {"sender":{"id":"7310000000000021"},"recipient":{"id":"104400000000001"},"optin":{"type":"notification_messages","payload":"deals"}},
+  {"sender":{"id":"7310000000000021"},"recipient":{"id":"104400000000001"},"reaction":{"mid":"m_a1","action":"react","reaction":"love","emoji":"\u2764"}}]}]}`)
+	later := arrival.Add(17 * time.Minute)
+	first, err := Parse(body, arrival)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(body, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 5 || len(again) != 5 {
+		t.Fatalf("Parse gave %d and %d events, want 5 each", len(first), len(again))
+	}
+	seen := map[string]string{}
+	for i := range first {
+		id, idAgain := schemas.ID(first[i]), schemas.ID(again[i])
+		typ := first[i].EventType()
+		if id != idAgain {
+			t.Errorf("%s without timestamp: id %s at %s but %s at %s, want one id for one item", typ, id, arrival, idAgain, later)
+		}
+		if other, ok := seen[id]; ok {
+			t.Errorf("%s and %s without timestamps share id %s, want different items to have different ids", other, typ, id)
+		}
+		seen[id] = typ
+		if got := first[i].EventTime(); !got.Equal(arrival) {
+			t.Errorf("%s without timestamp has time %s, want the arrival %s", typ, got, arrival)
+		}
+	}
+}

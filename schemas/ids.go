@@ -38,6 +38,16 @@ func NormalizeMID(mid string) string {
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
+// when is the time part of a key: the time in ms, or "raw:" and the fingerprint of the
+// item when the source gave no time (the time is then the arrival, which a redelivery
+// changes).
+func when(t time.Time, fingerprint string) string {
+	if fingerprint != "" {
+		return "raw:" + fingerprint
+	}
+	return ms(t)
+}
+
 // The keys below are the contract: changing one changes the id of every future event
 // of that type and breaks deduplication against the log. Each one hashes the
 // identity of the fact, never fields that can differ between sources (text, names).
@@ -59,7 +69,7 @@ func (r Read) idKey() string {
 
 func (r Reaction) idKey() string {
 	return "reaction|" + r.PageID + "|" + NormalizeMID(r.MID) + "|" + r.PSID + "|" +
-		string(r.Action) + "|" + r.Reaction + "|" + ms(r.ReactedAt)
+		string(r.Action) + "|" + r.Reaction + "|" + when(r.ReactedAt, r.Fingerprint)
 }
 
 func (e Edit) idKey() string {
@@ -68,11 +78,11 @@ func (e Edit) idKey() string {
 
 func (p Postback) idKey() string {
 	return "postback|" + p.PageID + "|" + p.PSID + "|" + NormalizeMID(p.MID) + "|" +
-		ms(p.OccurredAt) + "|" + p.Payload
+		when(p.OccurredAt, p.Fingerprint) + "|" + p.Payload
 }
 
 func (r Referral) idKey() string {
-	return "referral|" + r.PageID + "|" + r.PSID + "|" + ms(r.OccurredAt) + "|" + r.Ref
+	return "referral|" + r.PageID + "|" + r.PSID + "|" + when(r.OccurredAt, r.Fingerprint) + "|" + r.Ref
 }
 
 func (o Optin) idKey() string {
@@ -80,7 +90,7 @@ func (o Optin) idKey() string {
 	if who == "" {
 		who = o.UserRef
 	}
-	return "optin|" + o.PageID + "|" + who + "|" + ms(o.OccurredAt) + "|" + o.Type
+	return "optin|" + o.PageID + "|" + who + "|" + when(o.OccurredAt, o.Fingerprint) + "|" + o.Type
 }
 
 func (c ConversationChanged) idKey() string {

@@ -126,6 +126,10 @@ type Reaction struct {
 	Reaction  string         `json:"reaction,omitempty"`
 	Emoji     string         `json:"emoji,omitempty"`
 	ReactedAt time.Time      `json:"reacted_at"`
+	// Fingerprint stands in for the time in the event id when the source gave no time of
+	// its own (the time is then the arrival, which differs at each redelivery): webhook
+	// ingest sets it to the hex SHA-256 of the compacted item. Not part of the record.
+	Fingerprint string `json:"-"`
 }
 
 // Edit replaces the text of a message; the highest NumEdit wins.
@@ -147,6 +151,10 @@ type Postback struct {
 	Payload    string          `json:"payload,omitempty"`
 	Referral   json.RawMessage `json:"referral,omitempty"`
 	OccurredAt time.Time       `json:"occurred_at"`
+	// Fingerprint stands in for the time in the event id when the source gave no time of
+	// its own (the time is then the arrival, which differs at each redelivery): webhook
+	// ingest sets it to the hex SHA-256 of the compacted item. Not part of the record.
+	Fingerprint string `json:"-"`
 }
 
 // Referral is a user entering an existing thread through a short link or an ad.
@@ -161,6 +169,10 @@ type Referral struct {
 	// Raw is the whole referral object as Meta sent it.
 	Raw        json.RawMessage `json:"raw"`
 	OccurredAt time.Time       `json:"occurred_at"`
+	// Fingerprint stands in for the time in the event id when the source gave no time of
+	// its own (the time is then the arrival, which differs at each redelivery): webhook
+	// ingest sets it to the hex SHA-256 of the compacted item. Not part of the record.
+	Fingerprint string `json:"-"`
 }
 
 // Optin is a marketing-message or plugin opt-in. One of PSID and UserRef is set.
@@ -174,6 +186,10 @@ type Optin struct {
 	// Raw is the whole optin object as Meta sent it.
 	Raw        json.RawMessage `json:"raw"`
 	OccurredAt time.Time       `json:"occurred_at"`
+	// Fingerprint stands in for the time in the event id when the source gave no time of
+	// its own (the time is then the arrival, which differs at each redelivery): webhook
+	// ingest sets it to the hex SHA-256 of the compacted item. Not part of the record.
+	Fingerprint string `json:"-"`
 }
 
 // ConversationChanged is a changes[] notification with field "conversations": the
