@@ -106,7 +106,7 @@ func (c *Client) roundTrip(ctx context.Context, req request) (_ *response, _ htt
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.method, u, body)
 	if err != nil {
-		return nil, nil, time.Time{}, fmt.Errorf("build %s request %s: %w", req.kind, req.path, err)
+		return nil, nil, time.Time{}, fmt.Errorf("build %s request %s: %w", req.kind, req.path, redactURLError(err))
 	}
 	if req.method == http.MethodPost {
 		hr.Header.Set("Content-Type", "application/x-www-form-urlencoded")

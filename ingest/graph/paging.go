@@ -229,7 +229,8 @@ func listing[T any](ctx context.Context, c *Client, kind, token, path string, q 
 func nextPage(next string) (string, url.Values, error) {
 	u, err := url.Parse(next)
 	if err != nil {
-		return "", nil, fmt.Errorf("parse paging.next: %w", err)
+		// The link may carry the token: the error, which names it, goes to logs.
+		return "", nil, fmt.Errorf("paging.next: %w", redactURLError(err))
 	}
 	path := strings.TrimLeft(u.EscapedPath(), "/")
 	if v, rest, ok := strings.Cut(path, "/"); ok && validVersion(v) {

@@ -3,6 +3,8 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -291,5 +293,46 @@ func TestIDAndTimeDecode(t *testing.T) {
 		if err := json.Unmarshal([]byte(in), &got); err == nil {
 			t.Errorf("Time from %s = %v, want an error", in, time.Time(got))
 		}
+	}
+}
+
+// A paging.next link may carry the token (Graph puts access_token in it when the call
+// did) and appsecret_proof. When the link does not parse, the error names it, and the
+// error goes to logs: the token and the proof must not be in its text.
+func TestBadPagingLinkErrorHidesTheToken(t *testing.T) {
+	const token, proof = "EAAGsecretPageToken0123456789", "9f86d081884c7d659a2feaa0c55ad015"
+	links := map[string]string{
+		"control character":    "https://graph.facebook.com/v21.0/104400000000001/conversations?access_token=" + token + "&appsecret_proof=" + proof + "&after=QVFI\x01",
+		"bad escape in path":   "https://graph.facebook.com/v21.0/1044%zz/conversations?limit=25&access_token=" + token + "&appsecret_proof=" + proof,
+		"bad port":             "https://graph.facebook.com:x/v21.0/1/conversations?ACCESS_TOKEN=" + token + "&Appsecret_Proof=" + proof,
+		"token last, fragment": "https://graph.facebook.com:x/v21.0/1/messages?appsecret_proof=" + proof + "#access_token=" + token,
+	}
+	for name, link := range links {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := nextPage(link)
+			if err == nil {
+				t.Fatalf("nextPage(%q) = nil error, want the link refused", link)
+			}
+			if msg := err.Error(); strings.Contains(msg, token) || strings.Contains(msg, proof) {
+				t.Errorf("nextPage error %q shows the access token or appsecret_proof of the link", msg)
+			}
+		})
+	}
+
+	// The same through a listing, whose error the backfill logs.
+	body, _ := json.Marshal(map[string]any{"data": []any{}, "paging": map[string]any{"next": links["control character"]}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := testConfig(srv.URL)
+	c := newClient(t, cfg)
+	var err error
+	for _, e := range c.Conversations(context.Background(), "104400000000001", token, FolderInbox, time.Time{}, nil) {
+		err = e
+	}
+	if err == nil || strings.Contains(err.Error(), token) || strings.Contains(err.Error(), proof) {
+		t.Errorf("listing with a bad paging.next ended with %v, want an error without the access token or appsecret_proof", err)
 	}
 }
