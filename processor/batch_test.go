@@ -92,7 +92,7 @@ func TestOversizedDeltasAreSplitAndMergeBack(t *testing.T) {
 	data = append(data, conversationEvents()...)
 	events := decodeAll(t, codec, records(t, "events", 0, data))
 	const limit = 4096
-	enc, err := encodeDeltas(events, limit)
+	enc, err := encodeDeltas(events, indexes(len(events)), limit)
 	if err != nil {
 		t.Fatal(err)
 	}

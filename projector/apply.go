@@ -1,14 +1,12 @@
 package projector
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -423,7 +421,7 @@ func coalesce(ds []deltas.Delta) rowSet {
 	var rs rowSet
 	for _, id := range sortedKeys(pages) {
 		p := pages[id]
-		rs.pages = append(rs.pages, []any{id, nullString(p.PageName), nullTime(p.PageNameAt), nullTime(p.LastSyncedAt)})
+		rs.pages = append(rs.pages, []any{pgText(id), nullString(p.PageName), nullTime(p.PageNameAt), nullTime(p.LastSyncedAt)})
 	}
 	ck := make([]convKey, 0, len(convs))
 	for k := range convs {
@@ -443,7 +441,7 @@ func coalesce(ds []deltas.Delta) rowSet {
 	}
 	for _, k := range ck {
 		c := convs[k]
-		row := []any{k.page, k.psid, nullString(c.ThreadID), nullString(c.ParticipantName), nullTime(c.ParticipantNameAt),
+		row := []any{pgText(k.page), pgText(k.psid), nullString(c.ThreadID), nullString(c.ParticipantName), nullTime(c.ParticipantNameAt),
 			nil, nil, nil, nil,
 			nullTime(c.ReadWatermark), nullTime(c.DeliveryWatermark), nullTime(c.LastAt), nullString(c.LastMID),
 			nullString(c.LastDirection), nullTime(c.LastOutboundAt), nullTime(firstAt[k])}
@@ -469,7 +467,7 @@ func coalesce(ds []deltas.Delta) rowSet {
 		if len(m.Reactions) > 0 {
 			reactions, _ = json.Marshal(m.Reactions) // plain structs: cannot fail
 		}
-		rs.msgs = append(rs.msgs, []any{k.page, k.mid, msgPSID[k], nullString(m.Direction), nullString(m.Text),
+		rs.msgs = append(rs.msgs, []any{pgText(k.page), pgText(k.mid), pgText(msgPSID[k]), nullString(m.Direction), nullString(m.Text),
 			jsonText(atts), nullString(m.AttachmentsKey), jsonText(reactions), int32(m.EditCount), int16(m.ContentSource), nullTime(m.SentAt),
 			nullString(m.AppID), nullString(m.ReplyToMID)})
 	}
@@ -480,7 +478,7 @@ func coalesce(ds []deltas.Delta) rowSet {
 	sort.Slice(ek, func(i, j int) bool { return ek[i][0] < ek[j][0] || ek[i][0] == ek[j][0] && ek[i][1] < ek[j][1] })
 	for _, k := range ek {
 		o := events[k]
-		rs.events = append(rs.events, []any{k[0], o.ID, nullString(o.PSID), o.Type, o.OccurredAt, jsonText(o.Data)})
+		rs.events = append(rs.events, []any{pgText(k[0]), pgText(o.ID), nullString(o.PSID), pgText(o.Type), o.OccurredAt, jsonText(o.Data)})
 	}
 	return rs
 }
@@ -492,21 +490,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// nullString is s for a text column: NULL when empty; NUL characters, which Postgres
-// text cannot hold, become U+FFFD so one odd message cannot stop the projector.
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return strings.ReplaceAll(s, "\x00", "\uFFFD")
-}
-
-// jsonText is raw JSON for a jsonb column: the escape \u0000, which jsonb refuses,
-// becomes \ufffd.
-func jsonText(b []byte) string {
-	return string(bytes.ReplaceAll(b, []byte(`\u0000`), []byte(`\ufffd`)))
 }
 
 func nullTime(t time.Time) any {

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/convsync/convsync/internal/kafka"
+	"github.com/convsync/convsync/schemas/dlq"
 )
 
 type metrics struct {
@@ -20,7 +21,7 @@ type metrics struct {
 	retries     prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, deltasTopic string) (*metrics, error) {
 	m := &metrics{
 		batchDeltas: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "convsync_projector_batch_deltas",
@@ -59,11 +60,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.stages, m.retries)
-	dlq, err := kafka.DLQCounter(reg)
+	dead, err := kafka.DLQCounter(reg)
 	if err != nil {
 		return nil, err
 	}
-	m.deadLetters = dlq
+	m.deadLetters = dead
+	for _, c := range []string{dlq.CategoryDecode, dlq.CategoryRefused} { // what the projector dead-letters
+		m.deadLetters.WithLabelValues(deltasTopic, c)
+	}
 	return m, nil
 }
 

@@ -90,7 +90,7 @@ func New(cfg Config, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, hook H
 	if hook == nil {
 		hook = func(context.Context, Touched) {}
 	}
-	m, err := newMetrics(reg)
+	m, err := newMetrics(reg, kc.DeltasTopic)
 	if err != nil {
 		return nil, err
 	}
@@ -347,6 +347,9 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err = w.p.commit(ctx, Part{Pos: pos, In: in}, len(recs), start)
+		if refused(err) {
+			err = w.isolate(ctx, cl, recs, in, pos, start)
+		}
 		if errors.Is(err, ErrFenced) && pos.Stored != nil {
 			pos.Stored = nil
 			continue

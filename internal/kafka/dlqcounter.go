@@ -9,7 +9,7 @@ import (
 
 var dlqOpts = prometheus.CounterOpts{
 	Name: "convsync_dlq_records_total",
-	Help: "Records sent to the dead-letter topic, by the topic they came from and reason (decode, schema, unknown_type).",
+	Help: "Records sent to the dead-letter topic, by the topic they came from and reason (decode, schema, unknown_type, refused, too_large).",
 }
 
 // DLQCounter registers convsync_dlq_records_total{topic, reason} on reg, or returns the

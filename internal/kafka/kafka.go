@@ -171,3 +171,9 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, names ...string) ([]T
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
+
+// ProducerBatchMaxBytes is the most a convsync producer puts in one record batch, so
+// the largest record it can write: franz-go's default, under the brokers' default
+// max.message.bytes (1,048,588). The processor checks its records against it before it
+// produces, rather than have Kafka refuse them in the middle of a transaction.
+const ProducerBatchMaxBytes = 1_000_012

@@ -205,3 +205,35 @@ func TestHeadersNameTheVersion(t *testing.T) {
 		t.Error("Headers() shares its values between calls, want new ones each time")
 	}
 }
+
+func TestSplitKeepsEveryPartOnce(t *testing.T) {
+	d := Fold(goldenEvents(t))[0]
+	if len(d.Conversations) == 0 || len(d.Others) == 0 || d.LastSyncedAt.IsZero() {
+		t.Fatal("the golden fold lacks a conversation, an event or a page sync: the test would miss a part")
+	}
+	parts := Split(d)
+	if want := 1 + len(d.Conversations) + len(d.Others); len(parts) != want {
+		t.Fatalf("Split(golden fold) = %d parts, want %d (page fields, each conversation, each event)", len(parts), want)
+	}
+	var back Delta
+	for _, p := range parts {
+		if p.PageID != d.PageID {
+			t.Errorf("a part has page %q, want %q", p.PageID, d.PageID)
+		}
+		if p.PageName != "" || !p.LastSyncedAt.IsZero() {
+			back.PageName, back.PageNameAt, back.LastSyncedAt = p.PageName, p.PageNameAt, p.LastSyncedAt
+		}
+		back.Conversations = append(back.Conversations, p.Conversations...)
+		back.Others = append(back.Others, p.Others...)
+		back.Events += p.Events
+		back.ReceivedMS = append(back.ReceivedMS, p.ReceivedMS...)
+	}
+	back.PageID = d.PageID
+	if diff := cmp.Diff(d, back); diff != "" {
+		t.Errorf("the parts of Split put together differ from the delta (-delta +parts):\n%s", diff)
+	}
+	one := Delta{PageID: "p", Events: 1, Conversations: []ConversationDelta{{PSID: "u"}}}
+	if got := Split(one); len(got) != 1 || !cmp.Equal(got[0], one) {
+		t.Errorf("Split(one conversation) = %+v, want the delta itself", got)
+	}
+}
