@@ -1,6 +1,12 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/convsync/convsync/schemas"
+)
 
 // Request outcomes, the values of the outcome label.
 const (
@@ -54,8 +60,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.requests, m.produce, m.events, m.inFlight, m.bodyBytes, m.verify)
+	// Every bounded label value from the start, so that dashboards show zeros and
+	// increase() sees the first occurrence.
 	for _, o := range []string{outcomeOK, outcomeUnauthorized, outcomeTooLarge, outcomeBadRequest, outcomeUnavailable} {
 		m.requests.WithLabelValues(o)
+	}
+	for _, o := range []string{"ok", "error"} {
+		m.produce.WithLabelValues(o)
+	}
+	for _, typ := range schemas.Types() {
+		if strings.HasPrefix(typ, "convsync.messenger.") { // what webhooks append
+			m.events.WithLabelValues(shortType(typ))
+		}
+	}
+	for _, o := range []string{"ok", "forbidden"} {
+		m.verify.WithLabelValues(o)
 	}
 	return m
 }

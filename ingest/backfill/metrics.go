@@ -35,6 +35,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("register backfill metrics: %w", err)
 		}
 	}
+	// Every outcome and type from the start: the Backfill runs panel shows zeros before
+	// the first run, and ConvsyncBackfillFailures' increase() sees the first failure.
+	for _, o := range []string{"ok", "token", "error"} {
+		m.pages.WithLabelValues(o)
+	}
+	for _, typ := range []string{"conversation", "message", "page_synced"} {
+		m.events.WithLabelValues(typ)
+	}
 	return m, nil
 }
 

@@ -113,7 +113,7 @@ func (c *Client) batch(ctx context.Context, token string, ops []Op, out []Result
 			case err != nil:
 				return err
 			case r == nil:
-				c.metrics.ops.WithLabelValues("null").Inc()
+				c.metrics.ops.WithLabelValues(outcomeNull).Inc()
 				out[j] = Result{Err: ErrIncomplete}
 				transient = true
 				retry = append(retry, j)

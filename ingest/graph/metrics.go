@@ -19,6 +19,13 @@ const (
 	outcomeToken       = "token"
 	outcomeTransient   = "transient" // 5xx, codes 1 and 2, network errors
 	outcomeError       = "error"     // any other error answer
+	outcomeNull        = "null"      // batch operations: Graph answered null (not run), retried
+)
+
+// Values of the label sets, every one counted from registration.
+var (
+	kinds    = []string{kindConversations, kindMessages, kindAccounts, kindBatch}
+	outcomes = []string{outcomeOK, outcomeRateLimited, outcomeToken, outcomeTransient, outcomeError}
 )
 
 type metrics struct {
@@ -52,6 +59,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("register graph metrics: %w", err)
 		}
 	}
+	// Every bounded label value from the start, so that dashboards show zeros and
+	// increase() sees the first rate limit or token error.
+	for _, o := range outcomes {
+		for _, k := range kinds {
+			m.requests.WithLabelValues(k, o)
+		}
+		m.ops.WithLabelValues(o)
+	}
+	m.ops.WithLabelValues(outcomeNull)
+	m.throttleWaits.WithLabelValues(waitRate)
+	m.throttleWaits.WithLabelValues(waitPause)
 	return m, nil
 }
 
