@@ -44,6 +44,16 @@ type msgFact struct {
 	text            string
 }
 
+// lastOf is the index of psid's latest message fact, or -1.
+func lastOf(msgs []msgFact, psid string) int {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].psid == psid {
+			return i
+		}
+	}
+	return -1
+}
+
 // History generates the facts of a seed and returns them as events in delivery order:
 // shuffled, with duplicates. The same seed gives the same events.
 func History(seed uint64, cfg HistoryConfig) ([]Event, error) {
@@ -66,7 +76,9 @@ func History(seed uint64, cfg HistoryConfig) ([]Event, error) {
 			if rng.IntN(3) == 0 {
 				dir = schemas.Outbound
 			}
-			f := msgFact{page: p, psid: psid, mid: fmt.Sprintf("m_%d_%d", seed, len(msgs)), dir: dir, at: tick(), text: texts[rng.IntN(len(texts))]}
+			// Webhook times have milliseconds: a message lands anywhere in its second.
+			at := tick().Add(time.Duration(rng.IntN(1000)) * time.Millisecond)
+			f := msgFact{page: p, psid: psid, mid: fmt.Sprintf("m_%d_%d", seed, len(msgs)), dir: dir, at: at, text: texts[rng.IntN(len(texts))]}
 			msgs = append(msgs, f)
 			m := schemas.Message{PageID: p, PSID: psid, MID: f.mid, Direction: dir, Text: f.text, SentAt: f.at}
 			if f.text == "" {
@@ -111,9 +123,15 @@ func History(seed uint64, cfg HistoryConfig) ([]Event, error) {
 			data = append(data, schemas.Edit{PageID: f.page, PSID: f.psid, MID: f.mid,
 				Text: fmt.Sprintf("%s (edit %d)", f.text, edits[f.mid]), NumEdit: edits[f.mid], EditedAt: tick()})
 		case r < 86: // a Graph snapshot of the conversation
+			// Graph's updated_time has whole seconds; half the snapshots are updated in the
+			// second of the conversation's latest message, as a backfill right after it is.
+			updated := tick()
+			if i := lastOf(msgs, psid); i >= 0 && rng.IntN(2) == 0 {
+				updated = msgs[i].at.Truncate(time.Second)
+			}
 			data = append(data, schemas.ConversationObserved{PageID: p, PSID: psid, ThreadID: "t_" + psid,
 				ParticipantName: []string{"", "Ada", "Ada K."}[rng.IntN(3)], Snippet: texts[rng.IntN(len(texts))],
-				UpdatedTime: tick(), MessageCount: rng.IntN(30), UnreadCount: rng.IntN(3), ObservedAt: base})
+				UpdatedTime: updated, MessageCount: rng.IntN(30), UnreadCount: rng.IntN(3), ObservedAt: base})
 		case r < 92:
 			data = append(data, schemas.PageSynced{PageID: p, Name: []string{"", "Blue Shop", "Blue Shop GmbH"}[rng.IntN(3)], SyncedAt: tick()})
 		default:
@@ -370,11 +388,14 @@ func Reference(events []Event) projector.Rows {
 					row.Snippet = &sn
 				}
 			}
-			if !s.UpdatedTime.Before(c.lastOutbound) {
+			// Graph's updated_time has whole seconds: the snapshot counts every message
+			// sent before the end of its second, and is newer than a reply within it.
+			end := s.UpdatedTime.Add(time.Second)
+			if c.lastOutbound.Before(end) {
 				row.UnreadCount = s.UnreadCount
 			}
-			if s.UpdatedTime.After(since) {
-				since = s.UpdatedTime
+			if end.Add(-time.Microsecond).After(since) {
+				since = end.Add(-time.Microsecond)
 			}
 		}
 		for _, mid := range perConv[k] {

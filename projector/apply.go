@@ -234,6 +234,10 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 	if !slices.Equal(saved, expected) {
 		mark("projector_offsets")
 	}
+	// The pages merge comes first: its row lock makes the transactions of a page wait
+	// for each other's commit before their merges start, which keeps the messages
+	// merge's read of what had content before right under READ COMMITTED
+	// (TestConcurrentAppliesOfOneMessageCountItOnce). Every delta has a page row.
 	if len(rows.pages) > 0 {
 		b.Queue(mergePages, columns(rows.pages, pageKinds)...).Query(func(r pgx.Rows) error {
 			for r.Next() {

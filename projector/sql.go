@@ -220,13 +220,21 @@ func ifNewerLast(col string) string {
 	return "CASE WHEN " + newerLast + " THEN excluded." + col + " ELSE c." + col + " END"
 }
 
+// snapshotSecond is the rest of the second a snapshot's updated_time names. Graph API
+// times have whole seconds and webhook times milliseconds, so a snapshot updated at
+// 10:00:00 already counts an inbound message sent at 10:00:00.123: a snapshot covers the
+// messages sent before the end of its second (timestamptz has microseconds), and is newer
+// than a reply sent within that second.
+const snapshotSecond = `interval '999999 microseconds'`
+
 // derived gives the columns that follow from a conversation's state s, as a SELECT list,
 // or as SET assignments when assign is set:
 // message_count is the greater of the distinct messages known and the latest snapshot's
 // count (history beyond what the Graph API lets us read); snippet is the latest message's
 // text, or the snapshot's when the snapshot is newer; unread_count counts the inbound
 // messages after the page last replied (a reply means it read them), starting from the
-// snapshot's count when the snapshot is newer than that reply. The lookups are correlated
+// snapshot's count when the snapshot is newer than that reply, both by whole seconds
+// (snapshotSecond). The lookups are correlated
 // subqueries: index scans for the batch's rows, never a join over a whole table.
 func derived(s conversationState, assign bool) string {
 	since := ""
@@ -240,9 +248,9 @@ func derived(s conversationState, assign bool) string {
 			" ELSE (SELECT coalesce(m.text, '[' || (m.attachments->0->>'type') || ']')" +
 			" FROM messages m WHERE m.page_id = " + s.page + " AND m.mid = " + s.lastMid + ") END",
 		"(SELECT count(*) FROM messages m WHERE m.page_id = " + s.page + " AND m.psid = " + s.psid +
-			" AND m.direction = 'inbound' AND m.sent_at > greatest(coalesce(" + s.lastOutbound + ", '-infinity'), coalesce(" + s.snapshotAt + ", '-infinity'))" +
+			" AND m.direction = 'inbound' AND m.sent_at > greatest(coalesce(" + s.lastOutbound + ", '-infinity'), coalesce(" + s.snapshotAt + " + " + snapshotSecond + ", '-infinity'))" +
 			since + ")" +
-			" + CASE WHEN " + s.snapshotAt + " IS NOT NULL AND " + s.snapshotAt + " >= coalesce(" + s.lastOutbound + ", '-infinity')" +
+			" + CASE WHEN " + s.snapshotAt + " IS NOT NULL AND " + s.snapshotAt + " + interval '1 second' > coalesce(" + s.lastOutbound + ", '-infinity')" +
 			" THEN " + s.snapshotUnread + " ELSE 0 END",
 	}
 	if assign {
