@@ -19,6 +19,7 @@ type metrics struct {
 	stages      *prometheus.HistogramVec
 	deadLetters *prometheus.CounterVec // convsync_dlq_records_total{topic, reason}, shared with the processor
 	retries     prometheus.Counter
+	gaps        prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, deltasTopic string) (*metrics, error) {
@@ -59,7 +60,11 @@ func newMetrics(reg prometheus.Registerer, deltasTopic string) (*metrics, error)
 			Help: "Batches that failed to commit and were retried (Postgres away); a rising count with no commits is a stalled projector.",
 		}),
 	}
-	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.stages, m.retries)
+	m.gaps = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "convsync_projector_offset_gaps",
+		Help: "Partitions the projector refuses to consume because the deltas log no longer holds the offset Postgres stored (retention, a recreated topic): their deltas were lost before being applied. Run convsync replay.",
+	})
+	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.stages, m.retries, m.gaps)
 	dead, err := kafka.DLQCounter(reg)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/convsync/convsync/internal/kafka"
@@ -72,6 +73,7 @@ type Projector struct {
 	cl      *kgo.Client
 	mu      sync.Mutex
 	workers map[int32]*worker
+	gaps    map[int32]bool // partitions refused for a gap in the log (gap.go)
 
 	writers     []chan commitReq
 	writersDone chan struct{}
@@ -95,7 +97,7 @@ func New(cfg Config, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, hook H
 		return nil, err
 	}
 	return &Projector{cfg: cfg, kc: kc, opts: opts, pool: pool, w: NewWriter(pool), hook: hook,
-		m: m, log: log, ready: make(chan struct{}), workers: map[int32]*worker{}}, nil
+		m: m, log: log, ready: make(chan struct{}), workers: map[int32]*worker{}, gaps: map[int32]bool{}}, nil
 }
 
 // Ready is closed once the consumer runs.
@@ -131,6 +133,9 @@ func (p *Projector) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.revoked),
 		kgo.AdjustFetchOffsetsFn(p.resume),
+		// An offset the log no longer holds is never skipped silently: the partition
+		// stops and says so (gap.go).
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 	)
 	p.writersDone = make(chan struct{})
 	var wg sync.WaitGroup
@@ -161,6 +166,10 @@ func (p *Projector) Run(ctx context.Context) error {
 			return nil
 		}
 		fetches.EachError(func(t string, part int32, err error) {
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				p.refuseGap(ctx, cl, t, part)
+				return
+			}
 			p.log.Warn("fetch", "topic", t, "partition", part, "error", err)
 		})
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
@@ -224,6 +233,7 @@ func (p *Projector) revoked(ctx context.Context, cl *kgo.Client, revoked map[str
 		for _, part := range parts {
 			if w := p.workers[part]; w != nil {
 				delete(p.workers, part)
+				p.clearGap(part)
 				stopping = append(stopping, w)
 			}
 		}
