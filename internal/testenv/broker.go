@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -10,11 +11,13 @@ import (
 )
 
 // Broker is an Apache Kafka broker of one test's own, started with deploy/local's script
-// on free ports, so a test can stop and restart it without disturbing the shared one.
+// on free ports (or as a container, with the containers backend), so a test can stop and
+// restart it without disturbing the shared one.
 type Broker struct {
 	t    testing.TB
 	env  []string
 	root string
+	ctr  *private
 	Addr string
 }
 
@@ -57,6 +60,9 @@ func FreeAddr(t testing.TB) string {
 // `make services-up` resolved.
 func PrivateKafka(t testing.TB) *Broker {
 	t.Helper()
+	if useContainers(t) {
+		return containerKafka(t)
+	}
 	need(t, "KAFKA_BROKERS")
 	root := RepoRoot(t)
 	libs := filepath.Join(root, ".local", "kafka", "libs")
@@ -90,10 +96,24 @@ func (b *Broker) script(action string) {
 }
 
 // Start starts (or restarts) the broker and waits until it answers metadata requests.
-func (b *Broker) Start() { b.t.Helper(); b.script("kafka-up") }
+func (b *Broker) Start() {
+	b.t.Helper()
+	if b.ctr != nil {
+		b.ctr.start(func(ctx context.Context) error { return waitKafka(ctx, b.Addr) })
+		return
+	}
+	b.script("kafka-up")
+}
 
 // Stop stops the broker and waits for the process to end.
-func (b *Broker) Stop() { b.t.Helper(); b.script("kafka-down") }
+func (b *Broker) Stop() {
+	b.t.Helper()
+	if b.ctr != nil {
+		b.ctr.stop()
+		return
+	}
+	b.script("kafka-down")
+}
 
 // Binary builds cmd/convsync into the test's temporary folder, for tests that run it as
 // a process of its own (crashes, signals, deployment-shaped benchmarks).

@@ -21,12 +21,16 @@ type RedisServer struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
+	ctr  *private // with the containers backend
 }
 
 // PrivateRedis starts a redis-server on a free loopback port; extra are more
 // redis-server arguments (e.g. "--cluster-enabled", "yes"). It is stopped at cleanup.
 func PrivateRedis(t testing.TB, extra ...string) *RedisServer {
 	t.Helper()
+	if useContainers(t) {
+		return containerRedis(t, extra...)
+	}
 	need(t, "REDIS_URL")
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not installed: run `make services-up`")
@@ -45,6 +49,10 @@ func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port)
 // Start starts the server (again) and waits until it answers PING.
 func (s *RedisServer) Start() {
 	s.t.Helper()
+	if s.ctr != nil {
+		s.ctr.start(func(ctx context.Context) error { return waitRedis(ctx, s.Addr()) })
+		return
+	}
 	s.cmd = exec.Command("redis-server", s.args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
@@ -62,13 +70,29 @@ func (s *RedisServer) Start() {
 
 // Pause freezes the server (SIGSTOP): clients time out, and its data stays, as in a
 // network partition. Resume thaws it.
-func (s *RedisServer) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+func (s *RedisServer) Pause() {
+	if s.ctr != nil {
+		s.ctr.pause(true)
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+}
 
 // Resume thaws a paused server (SIGCONT).
-func (s *RedisServer) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+func (s *RedisServer) Resume() {
+	if s.ctr != nil {
+		s.ctr.pause(false)
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+}
 
 // Stop stops the server and waits for it to exit.
 func (s *RedisServer) Stop() {
+	if s.ctr != nil {
+		s.ctr.stop()
+		return
+	}
 	if s.cmd != nil && s.cmd.ProcessState == nil {
 		s.Resume()
 		_ = s.cmd.Process.Kill()
@@ -80,6 +104,9 @@ func (s *RedisServer) Stop() {
 // redis-cli; it returns their addresses.
 func RedisCluster(t testing.TB) []string {
 	t.Helper()
+	if useContainers(t) {
+		return containerRedisCluster(t)
+	}
 	var addrs []string
 	for range 3 {
 		s := PrivateRedis(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "5000")

@@ -13,9 +13,13 @@ import (
 // backup with pg_basebackup, then a hot standby on a free port) and returns base's URL
 // pointed at it (same user, database and parameters). It is stopped and removed at
 // cleanup. It needs the local cluster of deploy/local (replication allowed from
-// loopback) and root, as make test has.
+// loopback) and root, as make test has; with the containers backend it is a container
+// streaming from the shared Postgres container.
 func Replica(t testing.TB, base string) string {
 	t.Helper()
+	if useContainers(t) {
+		return containerReplica(t, base)
+	}
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)

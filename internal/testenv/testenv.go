@@ -1,6 +1,9 @@
 // Package testenv gives integration tests the real services started by deploy/local
 // (make services-up): PostgreSQL, Redis and Apache Kafka, found through DATABASE_URL,
-// REDIS_URL and KAFKA_BROKERS, or through .local/env when those are not set. Each test
+// REDIS_URL and KAFKA_BROKERS, or through .local/env when those are not set. With the
+// containers backend (CONVSYNC_TESTENV=containers, or by itself where a Docker API
+// answers and deploy/local cannot run) the same services are containers started with
+// testcontainers-go, once per `go test` run; see containers.go. Each test
 // gets its own Postgres schema (migrated), its own Kafka topics and its own Redis key
 // prefix, so tests run in parallel and leave nothing behind. Without a service a test
 // skips, except under CI (CI set), where it fails: CI can never pass by skipping.
@@ -34,9 +37,18 @@ var (
 	fileEnv  map[string]string
 )
 
-// Env returns a service variable from the environment or from .local/env at the
-// repository root.
+// Env returns a service variable: with the containers backend, the URL of the service's
+// container (started on first use); otherwise from the environment or from .local/env at
+// the repository root.
 func Env(name string) string {
+	if b, err := Backend(); err == nil && b == "containers" {
+		v, _ := containerEnv(name)
+		return v
+	}
+	return localEnv(name)
+}
+
+func localEnv(name string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
 	}
@@ -77,10 +89,18 @@ func readLocalEnv() map[string]string {
 	return out
 }
 
-// need returns the variable or ends the test: a skip locally, a failure under CI.
+// need returns the variable or ends the test: a skip locally, a failure under CI. A
+// service container that does not start is a failure.
 func need(t testing.TB, name string) string {
 	t.Helper()
-	v := Env(name)
+	if useContainers(t) {
+		v, err := containerEnv(name)
+		if err != nil {
+			t.Fatalf("%s from a container: %v", name, err)
+		}
+		return v
+	}
+	v := localEnv(name)
 	if v == "" {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%s is not set and CI is: start the services with `make services-up`", name)
@@ -88,6 +108,17 @@ func need(t testing.TB, name string) string {
 		t.Skipf("%s not set: run `make services-up` for the integration tests", name)
 	}
 	return v
+}
+
+// useContainers reports whether the test's services are containers; a bad
+// CONVSYNC_TESTENV fails the test.
+func useContainers(t testing.TB) bool {
+	t.Helper()
+	b, err := Backend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b == "containers"
 }
 
 // ID returns a short random name part.
