@@ -8,7 +8,7 @@ ENV := set -a && . .local/env && set +a &&
 FUZZTIME ?= 10s
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build run test unit lint fuzz bench services-up services-down services-status clean
+.PHONY: all build run test unit lint fuzz bench services-up services-down services-status clean test-containers
 
 all: build
 
@@ -34,6 +34,13 @@ lint:
 test: services-up lint
 	$(ENV) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) fuzz
+
+# The containers (deploy/containers/test.sh): installs podman, builds every image locally,
+# brings deploy/compose.yaml up with every role and checks it end to end, then runs the
+# integration tests with PostgreSQL, Redis and Kafka as testcontainers-go containers.
+# Everything it starts is removed at the end; logs stay in .local/containers/logs.
+test-containers:
+	deploy/containers/test.sh
 
 fuzz:
 	@for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r grep -h '^func Fuzz' | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
