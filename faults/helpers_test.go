@@ -564,3 +564,26 @@ func (r *rig) verify(acked [][]byte, d time.Duration) projector.Rows {
 	checkLog(r.t, f, log)
 	return checkModel(r.t, r.pool, f, log, d)
 }
+
+// metric scrapes the process's /metrics and sums every series of name.
+func (p *proc) metric(name string) float64 {
+	p.t.Helper()
+	resp, err := http.Get("http://" + p.Addr + "/metrics")
+	if err != nil {
+		p.t.Fatalf("scrape %s: %v", p.name, err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if !strings.HasPrefix(line, name) || len(line) == len(name) || (line[len(name)] != ' ' && line[len(name)] != '{') {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
