@@ -130,3 +130,32 @@ func gaugeValue(reg *prometheus.Registry, name string) (float64, bool) {
 	return 0, false
 }
 
+// Labelled series exist at 0 from the start: every table's rows, and the dead letters of
+// each reason the projector writes.
+func TestProjectorCountersStartAtZero(t *testing.T) {
+	pool, _ := testenv.Postgres(t)
+	kc := testenv.Kafka(t, 1)
+	reg := prometheus.NewRegistry()
+	if _, err := projector.New(projector.Defaults(), kc, pool, nil, nil, reg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				got[mf.GetName()+"/"+l.GetValue()] = true
+			}
+		}
+	}
+	for _, want := range []string{"convsync_projector_rows_total/facebook_pages", "convsync_projector_rows_total/messages",
+		"convsync_projector_rows_total/conversations", "convsync_projector_rows_total/conversation_events",
+		"convsync_dlq_records_total/refused", "convsync_dlq_records_total/decode"} {
+		if !got[want] {
+			t.Errorf("a fresh registry lacks %s: it would appear only at its first increment", want)
+		}
+	}
+}

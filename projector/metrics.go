@@ -65,6 +65,9 @@ func newMetrics(reg prometheus.Registerer, deltasTopic string) (*metrics, error)
 		Help: "Partitions the projector refuses to consume because the deltas log no longer holds the offset Postgres stored (retention, a recreated topic): their deltas were lost before being applied. Run convsync replay.",
 	})
 	reg.MustRegister(m.batchDeltas, m.batchTime, m.merge, m.rows, m.freshness, m.stages, m.retries, m.gaps)
+	for _, t := range []string{"facebook_pages", "messages", "conversations", "conversation_events"} {
+		m.rows.WithLabelValues(t) // every table from the start, at 0
+	}
 	dead, err := kafka.DLQCounter(reg)
 	if err != nil {
 		return nil, err

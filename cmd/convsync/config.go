@@ -120,6 +120,7 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 	b.Int(&s.Cache.MemoryMaxKeys, "cache-memory-max-keys", "bound of the in-memory cache", "CACHE_MEMORY_MAX_KEYS")
 	b.Duration(&s.Cache.NearTTL, "cache-near-ttl", "with Redis: how long the in-process near cache (kept current through Redis pub/sub) may keep an entry; 0 turns it off", "CACHE_NEAR_TTL")
 	b.Int(&s.Cache.NearMaxKeys, "cache-near-max-keys", "bound of the near cache", "CACHE_NEAR_MAX_KEYS")
+	b.Duration(&s.Cache.MaxStaleness, "cache-max-staleness", "how long a cache entry can outlive its rows when a marker was lost (a crash after COMMIT, a Redis failover): hits are checked against Postgres this often", "CACHE_MAX_STALENESS")
 
 	b.Secrets(&s.API.Tokens, "api-tokens", "bearer tokens the read API accepts, comma-separated", "API_TOKENS")
 	b.Int(&s.API.DefaultLimit, "api-default-limit", "items per page when no limit is given", "API_DEFAULT_LIMIT")

@@ -10,10 +10,10 @@
 // no stale overwrite.
 //
 // Redis errors never reach the reader: they count as errors, the read goes to Postgres,
-// and the cache is used again when Redis answers. A marker that could not be raised
-// while Redis was away is kept and raised as soon as Redis answers again (markers only
-// rise); until then the process that failed to raise it does not trust the cache, so
-// nothing stale survives an outage.
+// and the cache is used again when Redis answers. Markers can be lost (a crash after
+// COMMIT, a failover, an outage), so Load also checks hits against the database at most
+// every MaxStaleness (check.go): no entry outlives its rows by more than that, whatever
+// failed.
 package cache
 
 import (

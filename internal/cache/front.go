@@ -27,11 +27,15 @@ type Config struct {
 	// Redis entries kept current by Redis pub/sub, may keep an entry; 0 turns it off.
 	NearTTL     time.Duration
 	NearMaxKeys int // CACHE_NEAR_MAX_KEYS: the near cache's bound
+	// MaxStaleness (CACHE_MAX_STALENESS) bounds how long an entry can outlive the rows it
+	// was built from when its marker was lost (check.go).
+	MaxStaleness time.Duration
 }
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
-	return Config{TTL: 5 * time.Minute, Prefix: "convsync:", MemoryMaxKeys: 100_000, NearTTL: 2 * time.Second, NearMaxKeys: 20_000}
+	return Config{TTL: 5 * time.Minute, Prefix: "convsync:", MemoryMaxKeys: 100_000, NearTTL: 2 * time.Second, NearMaxKeys: 20_000,
+		MaxStaleness: 2 * time.Second}
 }
 
 // Validate reports the first invalid value, naming its variable.
@@ -45,6 +49,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("CACHE_NEAR_TTL must not be negative (0 turns the near cache off), got %s", c.NearTTL)
 	case c.NearTTL > 0 && c.NearMaxKeys < 1:
 		return fmt.Errorf("CACHE_NEAR_MAX_KEYS must be at least 1 when CACHE_NEAR_TTL is set, got %d", c.NearMaxKeys)
+	case c.MaxStaleness < 100*time.Millisecond:
+		return fmt.Errorf("CACHE_MAX_STALENESS must be at least 100ms, got %s", c.MaxStaleness)
 	}
 	if c.URL != "" {
 		if _, err := RedisOptions(c.URL); err != nil {
@@ -89,34 +95,45 @@ func RedisOptions(raw string) (*redis.UniversalOptions, error) {
 }
 
 // Cache is the front the projector and the read API use: a Store with metrics, errors
-// degraded to misses, distrust after a failed invalidation, and coalesced loads.
+// degraded to misses, hits checked against the database (check.go), and coalesced loads.
 type Cache struct {
-	store    Store
-	keys     Keys
-	ttl      time.Duration
-	m        *metrics
-	log      *slog.Logger
-	sf       singleflight.Group
-	near     *near // nil without a Watcher store or with CACHE_NEAR_TTL=0
-	distrust atomic.Bool
-	mu       sync.Mutex
-	pending  map[string]int64 // markers not raised yet because the store failed
-	lastTry  time.Time
+	store Store
+	keys  Keys
+	ttl   time.Duration
+	m     *metrics
+	log   *slog.Logger
+	sf    singleflight.Group
+	near  *near // nil without a Watcher store or with CACHE_NEAR_TTL=0
+	// gen rises at every failed invalidation and flush: a check made before then no
+	// longer vouches for an entry, which is checked again before it is served.
+	gen       atomic.Uint64
+	checks    checks
+	checking  singleflight.Group
+	staleness time.Duration
+	now       func() time.Time
+	failing   atomic.Bool // the last invalidation failed (logged once per outage)
+	mu        sync.Mutex
 	// lastPublishWarn limits the warning about unpublished markers to one a minute.
 	lastPublishWarn time.Time
 }
 
 // New wraps store.
 func New(store Store, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Cache {
-	c := &Cache{store: store, keys: Keys{Prefix: cfg.Prefix}, ttl: cfg.TTL, m: newMetrics(reg, store.Kind()), log: log}
+	c := &Cache{store: store, keys: Keys{Prefix: cfg.Prefix}, ttl: cfg.TTL, m: newMetrics(reg, store.Kind()), log: log,
+		checks: checks{max: 200_000}, staleness: cfg.MaxStaleness, now: time.Now}
+	if c.staleness <= 0 {
+		c.staleness = Defaults().MaxStaleness
+	}
 	if _, ok := store.(Watcher); ok && cfg.NearTTL > 0 {
 		c.near = newNear(cfg.NearMaxKeys, min(cfg.NearTTL, cfg.TTL), reg) // never longer than the shared entries
 	}
 	return c
 }
 
-// Open builds the cache of cfg: Redis when REDIS_URL is set and answers at start, else
-// memory (and it says so). close releases the Redis client.
+// Open builds the cache of cfg: Redis when REDIS_URL is set, else memory (and it says
+// so). A Redis that does not answer at start is used all the same once it does: until
+// then reads go to Postgres and /readyz says so; processes sharing one Redis never end
+// up with caches of their own. close releases the Redis client.
 func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Cache, func(), error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
@@ -133,8 +150,7 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := rc.Ping(pctx).Err(); err != nil {
-		_ = rc.Close()
-		return memory("redis unreachable at start: " + err.Error())
+		log.Warn("redis unreachable at start: reads go to Postgres until it answers", "error", err)
 	}
 	reg.MustRegister(newPoolCollector(rc))
 	log.Info("cache in redis", "addrs", len(opts.Addrs), "sentinel", opts.MasterName != "", "near_ttl", cfg.NearTTL)
@@ -151,6 +167,7 @@ func (c *Cache) Kind() string { return c.store.Kind() }
 // rebuilt tables, whose versions may be lower than what was cached.
 // The Redis store tells every process's near cache to empty itself too.
 func (c *Cache) Flush(ctx context.Context) error {
+	c.gen.Add(1)
 	err := c.store.Flush(ctx)
 	if c.near != nil {
 		c.near.flush()
@@ -161,12 +178,9 @@ func (c *Cache) Flush(ctx context.Context) error {
 // Ping reports whether the store answers (readiness; an outage only degrades reads).
 func (c *Cache) Ping(ctx context.Context) error { return c.store.Ping(ctx) }
 
-// Get returns a fresh entry, or a miss; a store error is a miss too (counted).
+// Get returns an entry no marker stops, or a miss; a store error is a miss too
+// (counted). It does not check the entry against the database: Load does.
 func (c *Cache) Get(ctx context.Context, key, marker string) (Entry, bool) {
-	if !c.trusted(ctx) {
-		c.m.miss.Inc()
-		return Entry{}, false
-	}
 	var gen uint64
 	if c.near != nil {
 		if e, ok := c.near.get(ctx, key, marker); ok {
@@ -203,9 +217,6 @@ func (c *Cache) Set(ctx context.Context, key, marker string, e Entry) {
 
 // set is Set of an entry read from Postgres when the near cache's generation was gen.
 func (c *Cache) set(ctx context.Context, gen uint64, key, marker string, e Entry) {
-	if c.distrust.Load() {
-		return
-	}
 	stored, err := c.store.Set(ctx, key, marker, e, c.ttl)
 	switch {
 	case err != nil:
@@ -222,8 +233,10 @@ func (c *Cache) set(ctx context.Context, gen uint64, key, marker string, e Entry
 
 // Load is cache-aside: a fresh entry if there is one, else load's result, stored for the
 // next reader. Concurrent loads of one key share one call (no stampede on Postgres).
-func (c *Cache) Load(ctx context.Context, key, marker string, load func(ctx context.Context) (Entry, error)) (Entry, bool, error) {
-	if e, ok := c.Get(ctx, key, marker); ok {
+// With current, a hit is served only while a check against the database vouches for it
+// (check.go): an entry whose marker was lost ends within MaxStaleness all the same.
+func (c *Cache) Load(ctx context.Context, key, marker string, current Current, load func(ctx context.Context) (Entry, error)) (Entry, bool, error) {
+	if e, ok := c.Get(ctx, key, marker); ok && (current == nil || c.fresh(ctx, key, marker, e, current)) {
 		return e, true, nil
 	}
 	v, err, _ := c.sf.Do(key, func() (any, error) {
@@ -245,9 +258,10 @@ func (c *Cache) Load(ctx context.Context, key, marker string, load func(ctx cont
 }
 
 // Invalidate raises markers after a commit: entries older than them are no longer
-// served. When the store fails, the markers are kept and raised again as soon as it
-// answers (markers only rise, so late is safe); until then this process does not trust
-// the cache.
+// served. When the store fails, the markers are lost (nothing is kept: an outage must
+// not grow memory) and the generation rises, so this process checks every entry against
+// the database again before serving it; other processes' checks end within
+// MaxStaleness.
 func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 	if len(marks) == 0 {
 		return
@@ -272,61 +286,29 @@ func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 		return
 	}
 	if err != nil {
+		c.gen.Add(1)
 		c.m.invalidations.WithLabelValues("error").Add(float64(len(marks)))
-		c.mu.Lock()
-		if c.pending == nil {
-			c.pending = map[string]int64{}
-		}
-		for _, m := range marks {
-			c.pending[m.Key] = max(c.pending[m.Key], m.Version)
-		}
-		c.mu.Unlock()
-		if !c.distrust.Swap(true) {
-			c.log.Warn("cache invalidation failed: reads bypass the cache until the markers are raised", "error", err)
+		if !c.failing.Swap(true) {
+			c.log.Warn("cache invalidation failed: entries are checked against the database before they are served", "error", err)
 		}
 		return
+	}
+	if c.failing.Swap(false) {
+		c.log.Info("cache invalidations work again")
 	}
 	c.m.invalidations.WithLabelValues("ok").Add(float64(len(marks)))
 }
 
-// trusted reports whether entries may be served; after a failed invalidation it tries,
-// at most once a second, to raise the pending markers, and trusts the cache again once
-// they are.
-func (c *Cache) trusted(ctx context.Context) bool {
-	if !c.distrust.Load() {
-		return true
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.distrust.Load() {
-		return true
-	}
-	if time.Since(c.lastTry) < time.Second {
-		return false
-	}
-	c.lastTry = time.Now()
-	marks := make([]Mark, 0, len(c.pending))
-	for k, v := range c.pending {
-		marks = append(marks, Mark{Key: k, Version: v})
-	}
-	if err := c.store.Mark(ctx, marks, 2*c.ttl); err != nil {
-		return false
-	}
-	c.pending = nil
-	c.distrust.Store(false)
-	c.log.Info("cache markers raised after an outage: in use again", "markers", len(marks))
-	return false
-}
-
 // Run does the housekeeping until ctx ends: expired entries of the memory store, and
-// markers left pending by an outage (a process that only writes, like the projector,
-// never reads, so it raises them here).
+// checks too old to vouch for anything.
 //
 // With a near cache, it also follows the store's marker stream; the near cache serves
 // only while this runs.
 func (c *Cache) Run(ctx context.Context) error {
 	if m, ok := c.store.(*Memory); ok {
-		return m.Run(ctx, 30*time.Second)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = m.Run(ctx, 30*time.Second) }()
+		defer func() { <-done }()
 	}
 	if w, ok := c.store.(Watcher); ok && c.near != nil {
 		done := make(chan error, 1)
@@ -340,7 +322,7 @@ func (c *Cache) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			c.trusted(ctx)
+			c.checks.expire(c.now().Add(-c.staleness))
 		}
 	}
 }

@@ -9,6 +9,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	writes        *prometheus.CounterVec
 	invalidations *prometheus.CounterVec
+	checks        *prometheus.CounterVec
 	// requests' children, resolved once: a hit is counted on every read.
 	hit, miss, errors prometheus.Counter
 }
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer, kind string) *metrics {
 			Name: "convsync_cache_invalidations_total",
 			Help: "Markers raised after projector commits, by result: ok, error, unpublished (raised in Redis, but other processes' near caches were not told).",
 		}, []string{"result"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "convsync_cache_checks_total",
+			Help: "Checks of hit entries against the database (at most one per entry per CACHE_MAX_STALENESS/2 per process), by result: current, stale (newer rows: a marker was lost, now raised again), error.",
+		}, []string{"result"}),
 	}
 	backend := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "convsync_cache_backend",
@@ -34,8 +39,18 @@ func newMetrics(reg prometheus.Registerer, kind string) *metrics {
 		ConstLabels: prometheus.Labels{"kind": kind},
 	})
 	backend.Set(1)
-	reg.MustRegister(m.requests, m.writes, m.invalidations, backend)
+	reg.MustRegister(m.requests, m.writes, m.invalidations, m.checks, backend)
 	m.hit, m.miss, m.errors = m.requests.WithLabelValues("hit"), m.requests.WithLabelValues("miss"), m.requests.WithLabelValues("error")
+	// Every bounded label value from the start: dashboards and increase() see the first one.
+	for _, r := range []string{"stored", "rejected", "error"} {
+		m.writes.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error", "unpublished"} {
+		m.invalidations.WithLabelValues(r)
+	}
+	for _, r := range []string{"current", "stale", "error"} {
+		m.checks.WithLabelValues(r)
+	}
 	return m
 }
 

@@ -79,6 +79,9 @@ func newNear(maxKeys int, ttl time.Duration, reg prometheus.Registerer) *near {
 		}),
 	}}
 	reg.MustRegister(req, n.m.resets, n.m.live)
+	for _, r := range []string{"subscribed", "lost", "flush"} {
+		n.m.resets.WithLabelValues(r) // every reason from the start, at 0
+	}
 	return n
 }
 

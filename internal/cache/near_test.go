@@ -91,7 +91,7 @@ func TestNearCacheServesHitsInProcess(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	k := api.c.Keys()
 	key, marker := k.Entry("p1", "conv", "u1"), k.ConversationMarker("p1", "u1")
-	if _, _, err := api.c.Load(ctx, key, marker, func(context.Context) (cache.Entry, error) {
+	if _, _, err := api.c.Load(ctx, key, marker, nil, func(context.Context) (cache.Entry, error) {
 		return cache.Entry{Version: 3, Value: []byte("v3")}, nil
 	}); err != nil {
 		t.Fatal(err)

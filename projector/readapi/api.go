@@ -270,7 +270,7 @@ func (a *API) getPage(r *http.Request) (response, error) {
 		return response{}, err
 	}
 	k := a.cache.Keys()
-	return a.load(r.Context(), k.Entry(page, "page"), k.PageMarker(page), "page", func(ctx context.Context) (any, int64, error) {
+	return a.load(r.Context(), k.Entry(page, "page"), k.PageMarker(page), "page", a.db.pageVersion(page), func(ctx context.Context) (any, int64, error) {
 		p, err := a.db.page(ctx, page)
 		return p, p.Version, err
 	})
@@ -304,7 +304,7 @@ func (a *API) listConversations(r *http.Request) (response, error) {
 		after = &c
 	}
 	k := a.cache.Keys()
-	return a.load(r.Context(), k.Entry(page, "list", strconv.Itoa(limit), raw), k.PageMarker(page), "page", func(ctx context.Context) (any, int64, error) {
+	return a.load(r.Context(), k.Entry(page, "list", strconv.Itoa(limit), raw), k.PageMarker(page), "page", a.db.pageVersion(page), func(ctx context.Context) (any, int64, error) {
 		return a.db.conversations(ctx, page, after, limit)
 	})
 }
@@ -320,15 +320,17 @@ func (a *API) getConversation(r *http.Request) (response, error) {
 		after = &c
 	}
 	k := a.cache.Keys()
-	return a.load(r.Context(), k.Entry(page, "conv", psid, strconv.Itoa(limit), raw), k.ConversationMarker(page, psid), "conversation", func(ctx context.Context) (any, int64, error) {
-		d, err := a.db.conversation(ctx, page, psid, after, limit)
-		return d, d.Conversation.Version, err
-	})
+	return a.load(r.Context(), k.Entry(page, "conv", psid, strconv.Itoa(limit), raw), k.ConversationMarker(page, psid), "conversation",
+		a.db.conversationVersion(page, psid), func(ctx context.Context) (any, int64, error) {
+			d, err := a.db.conversation(ctx, page, psid, after, limit)
+			return d, d.Conversation.Version, err
+		})
 }
 
-// load is cache-aside around a query that returns a value and the version of its rows.
-func (a *API) load(ctx context.Context, key, marker, what string, q func(ctx context.Context) (any, int64, error)) (response, error) {
-	e, hit, err := a.cache.Load(ctx, key, marker, func(ctx context.Context) (cache.Entry, error) {
+// load is cache-aside around a query that returns a value and the version of its rows;
+// current is that version as committed now, which hits are checked against.
+func (a *API) load(ctx context.Context, key, marker, what string, current cache.Current, q func(ctx context.Context) (any, int64, error)) (response, error) {
+	e, hit, err := a.cache.Load(ctx, key, marker, current, func(ctx context.Context) (cache.Entry, error) {
 		v, version, err := q(ctx)
 		if err != nil {
 			return cache.Entry{}, err

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/convsync/convsync/internal/cache"
 )
 
 // Page is the public view of a facebook_pages row: never its token.
@@ -77,6 +79,26 @@ type store struct{ pool *pgxpool.Pool }
 
 func (s store) snapshot(ctx context.Context, f func(pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, f)
+}
+
+// pageVersion is the page's version as committed now: what the cache checks a page's
+// entries (the page, its lists) against. Every batch that touches a page raises it.
+func (s store) pageVersion(pageID string) cache.Current {
+	return func(ctx context.Context) (int64, error) {
+		var v int64
+		err := s.pool.QueryRow(ctx, `SELECT version FROM facebook_pages WHERE page_id = $1`, pageID).Scan(&v)
+		return v, err
+	}
+}
+
+// conversationVersion is the conversation's version as committed now: what the cache
+// checks its entries against.
+func (s store) conversationVersion(pageID, psid string) cache.Current {
+	return func(ctx context.Context) (int64, error) {
+		var v int64
+		err := s.pool.QueryRow(ctx, `SELECT version FROM conversations WHERE page_id = $1 AND psid = $2`, pageID, psid).Scan(&v)
+		return v, err
+	}
 }
 
 func (s store) page(ctx context.Context, pageID string) (Page, error) {
