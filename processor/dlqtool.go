@@ -89,8 +89,16 @@ func ListDLQ(ctx context.Context, opts []kgo.Opt, topic string) ([]DLQEntry, err
 // Requeue sends each entry's original record back to the topic it came from, with its
 // key and its headers but without the dlq-* ones, and waits for Kafka's acknowledgement.
 // Use it once the cause is fixed (a new schema version deployed, a producer corrected);
-// a record that still fails goes to the DLQ again.
+// a record that still fails goes to the DLQ again. A dead letter whose value was cut to
+// fit (too_large) is not the record any more: Requeue refuses the whole call, naming it,
+// and sends nothing.
 func Requeue(ctx context.Context, cl *kgo.Client, entries []DLQEntry) error {
+	for _, e := range entries {
+		if e.Info.TruncatedFrom > 0 {
+			return fmt.Errorf("dead letter %d:%d holds only %d of the record's %d bytes (%s): it cannot be requeued; nothing was sent",
+				e.Partition, e.Offset, len(e.record.Value), e.Info.TruncatedFrom, e.Info.Category)
+		}
+	}
 	recs := make([]*kgo.Record, 0, len(entries))
 	for _, e := range entries {
 		r := &kgo.Record{Topic: e.Info.SourceTopic, Key: e.record.Key, Value: e.record.Value}

@@ -129,3 +129,32 @@ func TestListSkipsDeadLettersOfAbortedAndOpenTransactions(t *testing.T) {
 		t.Errorf("ListDLQ after an aborted, a committed and an open transaction = %q (%v), want only the committed dead letter", got, err)
 	}
 }
+
+// A dead letter cut to fit is not the record any more: requeueing it would append a
+// broken event. Requeue refuses and sends nothing, not even the whole ones beside it.
+func TestRequeueRefusesTruncatedDeadLetters(t *testing.T) {
+	t.Parallel()
+	kc := testenv.Kafka(t, 1)
+	src := &kgo.Record{Topic: kc.EventsTopic, Key: []byte(page1), Value: bytes.Repeat([]byte("x"), 5000)}
+	cut := dlq.New(src, kc.DLQTopic, dlq.CategoryTooLarge, errors.New("too large"), time.Now())
+	dlq.Truncate(cut, 1000)
+	whole := dlq.New(&kgo.Record{Topic: kc.EventsTopic, Key: []byte(page1), Value: []byte("{}")}, kc.DLQTopic, dlq.CategoryDecode, errors.New("no envelope"), time.Now())
+	produce(t, kc.Brokers, []*kgo.Record{cut, whole})
+	ctx := testenv.Context(t, time.Minute)
+	entries, err := ListDLQ(ctx, kc.Opts(), kc.DLQTopic)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("ListDLQ = %d entries, %v; want 2", len(entries), err)
+	}
+	cl, err := kgo.NewClient(kc.Opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	err = Requeue(ctx, cl, entries)
+	if err == nil || !strings.Contains(err.Error(), "cannot be requeued") {
+		t.Fatalf("Requeue of a truncated dead letter = %v, want a refusal", err)
+	}
+	if got := readAll(t, kc.Brokers, kc.EventsTopic); len(got) != 0 {
+		t.Errorf("the events topic holds %d records after a refused requeue, want 0", len(got))
+	}
+}
