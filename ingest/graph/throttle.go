@@ -222,7 +222,7 @@ func parseUsage(h http.Header) (u usage, ok bool) {
 				for _, e := range entries {
 					u.scope = max(u.scope, e.max())
 					if e.Regain != nil {
-						u.regain = max(u.regain, time.Duration(*e.Regain*float64(time.Minute)))
+						u.regain = max(u.regain, regainMinutes(*e.Regain))
 						u.regainGiven = true
 					}
 				}
@@ -231,6 +231,24 @@ func parseUsage(h http.Header) (u usage, ok bool) {
 		}
 	}
 	return u, ok
+}
+
+// maxRegain bounds the pause of estimated_time_to_regain_access: a day, far beyond any
+// block Meta documents, and short enough that adding jitter or now cannot overflow.
+const maxRegain = 24 * time.Hour
+
+// regainMinutes converts estimated_time_to_regain_access (minutes) to a Duration in
+// [0, maxRegain]. A float beyond what a Duration holds converts to an undefined value (on
+// amd64 the most negative Duration), which would turn the longest block into no pause.
+func regainMinutes(m float64) time.Duration {
+	d := m * float64(time.Minute)
+	switch {
+	case !(d > 0): // negative, zero or NaN
+		return 0
+	case d >= float64(maxRegain):
+		return maxRegain
+	}
+	return time.Duration(d)
 }
 
 // observe slows a scope (and the app) down from the usage headers of an answer.

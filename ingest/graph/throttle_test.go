@@ -99,6 +99,14 @@ func TestParseUsage(t *testing.T) {
 		{"buc blocked for under a minute", map[string]string{"X-Business-Use-Case-Usage": `{"104400000000001":[{"type":"pages","call_count":100,"estimated_time_to_regain_access":0}]}`},
 			usage{scope: 100, regainGiven: true}, true},
 		{"garbage ignored", map[string]string{"X-App-Usage": `nope`}, usage{}, false},
+		// Found by FuzzGraphResponse: minutes beyond what a Duration holds converted to the
+		// most negative Duration, so the longest block of all gave no pause.
+		{"regain beyond a Duration is the longest pause", map[string]string{"X-Business-Use-Case-Usage": `{"1":[{"call_count":100,"estimated_time_to_regain_access":1e12}]}`},
+			usage{scope: 100, regain: maxRegain, regainGiven: true}, true},
+		{"regain longer than maxRegain is cut to it", map[string]string{"X-Business-Use-Case-Usage": `{"1":[{"estimated_time_to_regain_access":100000}]}`},
+			usage{regain: maxRegain, regainGiven: true}, true},
+		{"negative regain is no regain", map[string]string{"X-Business-Use-Case-Usage": `{"1":[{"estimated_time_to_regain_access":-5}]}`},
+			usage{regainGiven: true}, true},
 	}
 	for _, tt := range tests {
 		h := http.Header{}
