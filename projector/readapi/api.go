@@ -362,6 +362,10 @@ func encodeCursor(v any) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// decodeCursor decodes a cursor into v, a *listCursor or a *msgCursor. A key holding NUL
+// (JSON "\u0000") is refused: Postgres text cannot hold one, so the API never emitted it,
+// and as a query parameter it fails the query (SQLSTATE 22021), a 500 for a client's
+// mistake.
 func decodeCursor(s string, v any) error {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
@@ -369,5 +373,18 @@ func decodeCursor(s string, v any) error {
 	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	var key string
+	switch c := v.(type) {
+	case *listCursor:
+		key = c.PSID
+	case *msgCursor:
+		key = c.MID
+	}
+	if strings.ContainsRune(key, 0) {
+		return errors.New("cursor key holds NUL")
+	}
+	return nil
 }
