@@ -42,11 +42,16 @@ test: services-up lint
 test-containers:
 	deploy/containers/test.sh
 
+# Every `func Fuzz` target for FUZZTIME each (FuzzParse, FuzzCodecDecode, FuzzDeltaDecode,
+# FuzzGraphResponse, FuzzReadAPIQuery; names must be unique, a target's package is the first
+# file defining it), first over its seeds: f.Add and <pkg>/testdata/fuzz/<target>/. Go
+# writes a failing input to that folder: commit it with the fix, and it stays a regression
+# seed that every `go test` runs. -timeout=0: go test's default 10m would end a 10m run.
 fuzz:
 	@for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r grep -h '^func Fuzz' | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
 		pkg=$$(dirname $$(grep -rl --include='*_test.go' "^func $$target(" . | head -1)); \
 		echo "fuzz $$target in $$pkg for $(FUZZTIME)"; \
-		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) -timeout=0 $$pkg || exit 1; \
 	done
 
 # Every benchmark against the real services. Micro benchmarks (BENCH narrows them) run
