@@ -199,7 +199,48 @@ func (c *Codec) Decode(b []byte) (Envelope, Data, error) {
 	if d.EventPageID() != env.PageID {
 		return Envelope{}, nil, &ValidationError{Field: "data.page_id", Reason: fmt.Sprintf("%q does not match pageid %q", d.EventPageID(), env.PageID)}
 	}
+	if err := checkTimes(env, d); err != nil {
+		return Envelope{}, nil, err
+	}
 	return env, d, nil
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// checkTimes refuses times that pass the date-time format but cannot be written again,
+// so the processor would fold the event and then fail to encode its delta (or New its
+// re-encoding): a time whose year in UTC is outside [0, 9999], as JSON writes four digits
+// ("0000-01-01T00:00:00+01:00" is in year -1 in UTC), and an event time of
+// 0001-01-01T00:00:00Z, Go's zero time, which New refuses as not set. Found by
+// FuzzCodecDecode.
+func checkTimes(env Envelope, d Data) *ValidationError {
+	if !writable(env.Time) {
+		return &ValidationError{Field: "time", Reason: "year in UTC outside 0 to 9999"}
+	}
+	if !writable(env.ReceivedAt) {
+		return &ValidationError{Field: "receivedat", Reason: "year in UTC outside 0 to 9999"}
+	}
+	v := reflect.ValueOf(d)
+	for i := range v.NumField() {
+		if v.Field(i).Type() != timeType {
+			continue
+		}
+		t := v.Field(i).Interface().(time.Time)
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		switch {
+		case !writable(t):
+			return &ValidationError{Field: "data." + name, Reason: "year in UTC outside 0 to 9999"}
+		case t.IsZero() && t.Equal(d.EventTime()):
+			return &ValidationError{Field: "data." + name, Reason: "0001-01-01T00:00:00Z is Go's zero time: the event time is not set"}
+		}
+	}
+	return nil
+}
+
+// writable reports whether t's JSON, in UTC as New writes it, has a four-digit year.
+func writable(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 0 && y <= 9999
 }
 
 // Validate checks one record as Decode does, without keeping the result.

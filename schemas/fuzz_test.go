@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +105,54 @@ func sameJSON(a, b json.RawMessage) bool {
 		return false
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// TestDecodeRefusesTimesItCannotWrite: found by FuzzCodecDecode. Times that pass the
+// date-time format but cannot be written again (a UTC year outside 0 to 9999, Go's zero
+// time as the event time) are a *ValidationError naming the field, so the processor
+// dead-letters the record instead of folding it and failing to encode its delta.
+func TestDecodeRefusesTimesItCannotWrite(t *testing.T) {
+	codec, err := NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := func(typ string) string {
+		b, err := os.ReadFile(filepath.Join("testdata", typ+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	msg, delivery := golden(TypeMessage), golden(TypeDelivery)
+	const sentAt = `"sent_at":"2024-05-29T16:40:11.123Z"`
+	tests := []struct {
+		name, record, field string // field "" when the record is valid
+	}{
+		{"event time at Go's zero", strings.Replace(msg, sentAt, `"sent_at":"0001-01-01T00:00:00Z"`, 1), "data.sent_at"},
+		{"year -1 in UTC", strings.Replace(msg, sentAt, `"sent_at":"0000-01-01T00:00:00+01:00"`, 1), "data.sent_at"},
+		{"year 10000 in UTC", strings.Replace(msg, sentAt, `"sent_at":"9999-12-31T23:30:00-01:00"`, 1), "data.sent_at"},
+		{"receivedat in year -1", strings.Replace(msg, `"receivedat":"2024-05-29T16:40:12.373Z"`, `"receivedat":"0000-01-01T00:00:00+00:01"`, 1), "receivedat"},
+		{"time in year 10000", strings.Replace(msg, `"time":"2024-05-29T16:40:11.123Z"`, `"time":"9999-12-31T23:59:59-23:00"`, 1), "time"},
+		{"watermark at Go's zero", regexp.MustCompile(`"watermark":"[^"]*"`).ReplaceAllString(delivery, `"watermark":"0001-01-01T00:00:00Z"`), "data.watermark"},
+		{"year 0 in UTC is writable", strings.Replace(msg, sentAt, `"sent_at":"0000-01-01T00:00:00Z"`, 1), ""},
+		{"an hour after Go's zero", strings.Replace(msg, sentAt, `"sent_at":"0001-01-01T01:00:00+01:00"`, 1), "data.sent_at"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, d, err := codec.Decode([]byte(tt.record))
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Decode = %v, want it accepted", err)
+				}
+				if _, _, err := Encode(SourceWebhook, testReceived, d); err != nil {
+					t.Fatalf("Decode accepted data that does not encode: %v", err)
+				}
+				return
+			}
+			ve, ok := errors.AsType[*ValidationError](err)
+			if !ok || ve.Field != tt.field {
+				t.Fatalf("Decode error = %v, want a *ValidationError of %s", err, tt.field)
+			}
+		})
+	}
 }
