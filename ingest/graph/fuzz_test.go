@@ -348,3 +348,20 @@ func simAnswers(f *testing.F) []simAnswer {
 	}
 	return out
 }
+
+// TestNextPageErrorShowsNoToken: found with FuzzGraphResponse's checkNextPage. A link
+// whose token sits where url.Parse reads the port failed with an error quoting the port,
+// token and all, though the link in it was redacted.
+func TestNextPageErrorShowsNoToken(t *testing.T) {
+	for _, next := range []string{
+		"https://graph.facebook.com:;access_token=EAABsecret0/v21.0/1/conversations",
+		"https://graph.facebook.com:&access_token=EAABsecret0&after=x",
+		"https://graph.facebook.com/v21.0/1/%zz?access_token=EAABsecret0",
+		"http://[::1%;appsecret_proof=EAABsecret0]/",
+	} {
+		_, _, err := nextPage(next)
+		if err == nil || strings.Contains(err.Error(), "EAABsecret0") {
+			t.Errorf("nextPage(%q) error = %v, want an error without the token", next, err)
+		}
+	}
+}

@@ -18,11 +18,16 @@ func redactURL(link string) string {
 }
 
 // redactURLError replaces a *url.Error, which repeats the whole link, by its link
-// redacted and its cause.
+// redacted and its cause. The cause may quote part of the link too ("invalid port
+// \":;access_token=…\" after host"): then it is replaced by its text, redacted.
 func redactURLError(err error) error {
 	var ue *url.Error
 	if !errors.As(err, &ue) {
 		return err
 	}
-	return &url.Error{Op: ue.Op, URL: redactURL(ue.URL), Err: ue.Err}
+	cause := ue.Err
+	if msg := cause.Error(); redactURL(msg) != msg {
+		cause = errors.New(redactURL(msg))
+	}
+	return &url.Error{Op: ue.Op, URL: redactURL(ue.URL), Err: cause}
 }
