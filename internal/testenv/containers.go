@@ -25,7 +25,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // The containers backend: the same services as deploy/local, as containers started with
@@ -397,9 +399,17 @@ func waitKafka(ctx context.Context, addr string) error {
 			return err
 		}
 		defer cl.Close()
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		return cl.Ping(pctx)
+		// Metadata answers before a new broker hands out producer ids, and its first one
+		// can take seconds: ready means an idempotent producer can start.
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionTimeoutMillis = 60000
+		resp, err := req.RequestWith(pctx, cl)
+		if err != nil {
+			return err
+		}
+		return kerr.ErrorForCode(resp.ErrorCode)
 	})
 }
 
