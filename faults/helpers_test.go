@@ -191,6 +191,7 @@ func (r *rig) startAt(name, role, addr string, extra ...string) *proc {
 	p.cmd = exec.Command(r.bin, role)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		r.t.Fatalf("start convsync %s: %v", role, err)
 	}

@@ -60,6 +60,7 @@ install() {
   have promtool || pkgs+=(prometheus)
   have gcc || pkgs+=(gcc libc6-dev) # go test -race needs cgo
   have wrk || pkgs+=(wrk)           # the read benchmark's load from a separate process
+  have pgbouncer || pkgs+=(pgbouncer) # the fault tests' transaction-mode pooler (make faults)
   if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
   have go || die "Go is not installed; this machine kind ships it (see README)"
 }
