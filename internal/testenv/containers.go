@@ -571,6 +571,7 @@ func containerRedisCluster(t testing.TB) []string {
 		}
 		t.Fatalf("redis-cli --cluster create: exit %d, %v\n%s", code, err, b)
 	}
+	waitClusterOK(t, addrs)
 	return addrs
 }
 

@@ -117,7 +117,14 @@ func RedisCluster(t testing.TB) []string {
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	// Every node must see the whole cluster, not just one.
+	waitClusterOK(t, addrs)
+	return addrs
+}
+
+// waitClusterOK waits until every node of a new cluster sees the whole cluster, not just
+// one.
+func waitClusterOK(t testing.TB, addrs []string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for _, a := range addrs {
 		c := redis.NewClient(&redis.Options{Addr: a})
@@ -134,7 +141,6 @@ func RedisCluster(t testing.TB) []string {
 		}
 		c.Close()
 	}
-	return addrs
 }
 
 type quietRedis struct{}
