@@ -273,6 +273,7 @@ func simAnswers(f *testing.F) []simAnswer {
 	cfg := graphsim.DefaultConfig()
 	cfg.Pages, cfg.Conversations, cfg.Messages = 1, 3, 4
 	cfg.PerPageCalls, cfg.PerPageWindow = 3, time.Hour
+	cfg.WindowUsage = true // usage headers under the limit too (33%, 66%)
 	cfg.AppCalls, cfg.AppWindow = 100, time.Hour
 	sim, err := graphsim.New(cfg)
 	if err != nil {
@@ -362,6 +363,23 @@ func TestNextPageErrorShowsNoToken(t *testing.T) {
 		_, _, err := nextPage(next)
 		if err == nil || strings.Contains(err.Error(), "EAABsecret0") {
 			t.Errorf("nextPage(%q) error = %v, want an error without the token", next, err)
+		}
+	}
+}
+
+// TestNextPagePathIsRelative: found by FuzzGraphResponse (testdata/fuzz/FuzzGraphResponse/
+// e636aad4a4ad769b). A link with slashes after the version ("/v21.0//…") gave a path
+// starting with "/", so the request went to "…/v21.0//…".
+func TestNextPagePathIsRelative(t *testing.T) {
+	tests := []struct{ next, path string }{
+		{"https://graph.facebook.com/v21.0/1/conversations?after=x", "1/conversations"},
+		{"https://graph.facebook.com/v21.0//1/conversations?after=x", "1/conversations"},
+		{"https://graph.facebook.com//v21.0///1/messages", "1/messages"},
+		{"https://graph.facebook.com/v21.0//", ""},
+	}
+	for _, tt := range tests {
+		if path, _, err := nextPage(tt.next); err != nil || path != tt.path {
+			t.Errorf("nextPage(%q) path = %q (%v), want %q", tt.next, path, err, tt.path)
 		}
 	}
 }

@@ -234,7 +234,7 @@ func nextPage(next string) (string, url.Values, error) {
 	}
 	path := strings.TrimLeft(u.EscapedPath(), "/")
 	if v, rest, ok := strings.Cut(path, "/"); ok && validVersion(v) {
-		path = rest
+		path = strings.TrimLeft(rest, "/") // "v21.0//x" is x, not "/x" after the root's slash
 	}
 	q := u.Query()
 	q.Del("access_token")
