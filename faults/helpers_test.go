@@ -266,6 +266,7 @@ type load struct {
 	acked      atomic.Int64
 	sent       atomic.Int64
 	done       chan loadgen.Result
+	stop       context.CancelFunc // ends the run early: nothing more is sent
 }
 
 // startLoad sends up to rate*d requests over d to url() (asked per request, so a
@@ -276,6 +277,9 @@ func startLoad(t *testing.T, url func() string, rate float64, d time.Duration, s
 	gen := loadgen.NewGenerator(loadgen.GenConfig{Seed: seed, Pages: 12, UsersPerPage: 150, ZipfS: 1.1,
 		MaxItems: 3, DuplicateRate: 0.02, ReorderWindow: 8})
 	l := &load{deliveries: make([]loadgen.Delivery, n), status: make([]int, n), done: make(chan loadgen.Result, 1)}
+	var sched context.Context
+	sched, l.stop = context.WithCancel(context.Background())
+	t.Cleanup(l.stop)
 	sigs := make([]string, n)
 	for i := range n {
 		dv, err := gen.Next()
@@ -290,6 +294,9 @@ func startLoad(t *testing.T, url func() string, rate float64, d time.Duration, s
 	go func() {
 		l.done <- loadgen.Drive(ctx, loadgen.Pace{Rate: rate, Duration: d, Requests: n, Concurrency: 16},
 			func(ctx context.Context, i int) (int, int) {
+				if sched.Err() != nil {
+					return 0, l.deliveries[i].Events // stopped early: not sent
+				}
 				l.sent.Add(1)
 				st := post(ctx, client, url(), l.deliveries[i].Body, sigs[i])
 				l.status[i] = st

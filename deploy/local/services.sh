@@ -5,7 +5,7 @@
 # DATABASE_URL / REDIS_URL / KAFKA_BROKERS, is left alone. Everything lives under .local/:
 # data, pid files, logs, and .local/env with the URLs for tests and `make run`.
 #
-#   deploy/local/services.sh up|down|status|install
+#   deploy/local/services.sh up|down|status|install|cluster-up|cluster-down
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -246,6 +246,104 @@ kafka_down() {
   rm -f "$LOCAL/kafka/kafka.pid"
 }
 
+# --- Kafka cluster (on request) -------------------------------------------------------
+# Three KRaft brokers (each also a controller) beside the single broker, for the fault
+# tests: `services.sh cluster-up` starts those of them that do not run (so it also brings
+# back a killed one) and waits until every one sees all three; `cluster-down` stops them.
+# Ports: CONVSYNC_KAFKA_CLUSTER_PORTS and CONVSYNC_KAFKA_CLUSTER_CONTROLLER_PORTS (three
+# each, comma-separated). Data, pid files and logs live under .local/kafka-cluster/node<n>,
+# the bootstrap list in .local/kafka-cluster/brokers. Internal topics have replication
+# factor 3 and min.insync.replicas 2, as production's.
+CLUSTER_PORTS=${CONVSYNC_KAFKA_CLUSTER_PORTS:-59192,59194,59196}
+CLUSTER_CPORTS=${CONVSYNC_KAFKA_CLUSTER_CONTROLLER_PORTS:-59193,59195,59197}
+
+cluster_up() {
+  local dir="$LOCAL/kafka-cluster" ports cports voters="" brokers="" i n home ok
+  IFS=, read -r -a ports <<<"$CLUSTER_PORTS"
+  IFS=, read -r -a cports <<<"$CLUSTER_CPORTS"
+  [ ${#ports[@]} -eq 3 ] && [ ${#cports[@]} -eq 3 ] || die "the cluster needs three broker and three controller ports"
+  mkdir -p "$dir" "$LOCAL/kafka"
+  kafka_libs
+  for i in 0 1 2; do
+    voters+="${voters:+,}$((i + 1))@127.0.0.1:${cports[$i]}"
+    brokers+="${brokers:+,}127.0.0.1:${ports[$i]}"
+  done
+  local cp="$KAFKA_LIBS/*"
+  [ -s "$dir/cluster.id" ] || java -cp "$cp" kafka.tools.StorageTool random-uuid >"$dir/cluster.id" 2>/dev/null
+  for i in 0 1 2; do
+    n=$((i + 1))
+    home="$dir/node$n"
+    mkdir -p "$home"
+    if alive "$home/kafka.pid"; then continue; fi
+    {
+      echo "process.roles=broker,controller"
+      echo "node.id=$n"
+      echo "controller.quorum.voters=$voters"
+      echo "listeners=PLAINTEXT://127.0.0.1:${ports[$i]},CONTROLLER://127.0.0.1:${cports[$i]}"
+      echo "advertised.listeners=PLAINTEXT://127.0.0.1:${ports[$i]}"
+      echo "controller.listener.names=CONTROLLER"
+      echo "inter.broker.listener.name=PLAINTEXT"
+      echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+      echo "log.dirs=$home/data"
+      echo "num.partitions=1"
+      echo "default.replication.factor=3"
+      echo "min.insync.replicas=2"
+      echo "auto.create.topics.enable=false"
+      echo "offsets.topic.replication.factor=3"
+      echo "offsets.topic.num.partitions=4"
+      echo "transaction.state.log.replication.factor=3"
+      echo "transaction.state.log.min.isr=2"
+      echo "transaction.state.log.num.partitions=4"
+      echo "group.initial.rebalance.delay.ms=0"
+      # A dead or frozen broker is fenced within 6 s and leaves the ISRs within 10 s.
+      echo "broker.session.timeout.ms=6000"
+      echo "broker.heartbeat.interval.ms=1000"
+      echo "replica.lag.time.max.ms=10000"
+      echo "log.segment.bytes=16777216"
+      echo "num.network.threads=1"
+      echo "num.io.threads=2"
+    } >"$home/server.properties"
+    if [ ! -f "$home/data/meta.properties" ]; then
+      java -cp "$cp" -Dlog4j.configuration="file:$HERE/kafka/log4j.properties" kafka.tools.StorageTool format \
+        -t "$(cat "$dir/cluster.id")" -c "$home/server.properties" >"$home/format.log" 2>&1 ||
+        die "kafka storage format of node $n failed: see $home/format.log"
+    fi
+    log "starting kafka node $n on 127.0.0.1:${ports[$i]}"
+    # shellcheck disable=SC2086
+    nohup java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+      -Dlog4j.configuration="file:$HERE/kafka/log4j.properties" \
+      -cp "$cp" kafka.Kafka "$home/server.properties" >"$home/kafka.log" 2>&1 </dev/null &
+    echo $! >"$home/kafka.pid"
+  done
+  echo "$brokers" >"$dir/brokers"
+  for i in $(seq 1 360); do
+    ok=1
+    for n in 0 1 2; do
+      kcat -b "127.0.0.1:${ports[$n]}" -L -m 2 2>/dev/null | grep -q '^ 3 brokers:' || { ok=0; break; }
+    done
+    if [ $ok = 1 ]; then log "kafka cluster answers on $brokers"; return; fi
+    for n in 1 2 3; do alive "$dir/node$n/kafka.pid" || die "kafka node $n exited: see $dir/node$n/kafka.log"; done
+    sleep 0.5
+  done
+  die "the kafka cluster did not come up in 180 s: see $dir/node*/kafka.log"
+}
+
+cluster_down() {
+  local n pidf
+  for n in 1 2 3; do
+    pidf="$LOCAL/kafka-cluster/node$n/kafka.pid"
+    if alive "$pidf"; then
+      log "stopping kafka node $n"
+      kill -CONT "$(cat "$pidf")" 2>/dev/null || true # a paused node cannot stop
+      kill "$(cat "$pidf")" || true
+    fi
+  done
+  for n in 1 2 3; do
+    wait_gone "$LOCAL/kafka-cluster/node$n/kafka.pid" 60
+    rm -f "$LOCAL/kafka-cluster/node$n/kafka.pid"
+  done
+}
+
 wait_gone() { # wait_gone PIDFILE [SECONDS]
   local i n=$(( ${2:-20} * 10 ))
   for i in $(seq 1 "$n"); do
@@ -305,5 +403,7 @@ kafka-up) kafka_up ;;
 kafka-down) kafka_down ;;
 redis-up) redis_up ;;
 redis-down) redis_down ;;
-*) echo "usage: $0 up|down|status|install|kafka-up|kafka-down|redis-up|redis-down" >&2; exit 2 ;;
+cluster-up) cluster_up ;;
+cluster-down) cluster_down ;;
+*) echo "usage: $0 up|down|status|install|kafka-up|kafka-down|redis-up|redis-down|cluster-up|cluster-down" >&2; exit 2 ;;
 esac
