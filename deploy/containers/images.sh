@@ -42,7 +42,7 @@ exists() { podman image exists "$1"; }
 # mirror is the Debian mirror apt uses on this machine (deb822 or one-line sources).
 mirror() {
   local m
-  m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}' | grep -v -- '-security' | head -n 1)
+  m=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
   [ -n "$m" ] || m=$(awk '$1 == "deb" && $3 !~ /security/ {print $2; exit}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null)
   echo "${m:-http://deb.debian.org/debian}"
 }

@@ -91,9 +91,11 @@ code=$(curl -sS -o /dev/null -w '%{http_code}' "$API/v1/pages/$page/conversation
 log "all $MESSAGES messages read back through the read API; no token gives 401"
 
 metrics=$(curl -fsS "$INGEST/metrics") || die "ingest /metrics did not answer"
-ok=$(printf '%s\n' "$metrics" | awk '/^convsync_webhook_request_duration_seconds_count\{.*outcome="ok"/ {s += $2} END {print s + 0}')
+ok=$(awk '/^convsync_webhook_request_duration_seconds_count\{.*outcome="ok"/ {s += $2} END {print s + 0}' <<<"$metrics")
 [ "$ok" -ge "$MESSAGES" ] || die "ingest counted $ok webhooks with outcome ok, want at least $MESSAGES"
-printf '%s\n' "$(curl -fsS "$API/metrics")" | grep -q '^convsync_api_request_duration_seconds_count' ||
+api_metrics=$(curl -fsS "$API/metrics") || die "api /metrics did not answer"
+# grep reads a here-string, not a pipe: `grep -q` leaving early would fail the pipe's writer.
+grep -q '^convsync_api_request_duration_seconds_count' <<<"$api_metrics" ||
   die "api /metrics has no convsync_api_request_duration_seconds_count"
 log "ingest /metrics counts $ok webhooks with outcome ok; api /metrics counts requests"
 
