@@ -16,26 +16,10 @@ import (
 
 // runGraphsim serves the Graph API simulator until interrupted.
 func runGraphsim(ctx context.Context, args []string) error {
-	cfg := graphsim.DefaultConfig()
-	addr := "127.0.0.1:8090"
-	var seed int64 = int64(cfg.Seed)
-	fs := flag.NewFlagSet("convsync graphsim", flag.ContinueOnError)
-	fs.StringVar(&addr, "addr", addr, "listen address (loopback by default)")
-	fs.IntVar(&cfg.Pages, "pages", cfg.Pages, "Facebook Pages")
-	fs.IntVar(&cfg.Conversations, "conversations", cfg.Conversations, "conversations per page")
-	fs.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages per conversation")
-	fs.Int64Var(&seed, "seed", seed, "seed of the data set (same seed, same data)")
-	fs.StringVar(&cfg.Version, "version", cfg.Version, "Graph API version in paths")
-	fs.Float64Var(&cfg.FolderShare, "folder-share", 0,
-		"share of each page's threads in each of the folders other, page_done and spam (0: 5%, negative: all in the inbox)")
-	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every request")
-	fs.IntVar(&cfg.PerPageCalls, "page-rate", 0,
-		"calls per page token in any one-second window, enforced strictly (Meta: 2 for conversations); 0 unlimited")
-	fs.IntVar(&cfg.FailEvery, "fail-every", 0, "fail every nth call with code 2 (0: never)")
-	if err := fs.Parse(args); err != nil {
+	cfg, addr, err := graphsimConfig(args)
+	if err != nil {
 		return err
 	}
-	cfg.Seed = uint64(seed)
 	sim, err := graphsim.New(cfg)
 	if err != nil {
 		return err
@@ -46,7 +30,8 @@ func runGraphsim(ctx context.Context, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	log.Info("graph api simulator", "url", "http://"+ln.Addr().String()+"/"+sim.Version()+"/",
-		"pages", cfg.Pages, "conversations", cfg.Conversations, "messages", cfg.Messages)
+		"pages", cfg.Pages, "conversations", cfg.Conversations, "messages", cfg.Messages,
+		"page_rate", cfg.PerPageCalls, "hourly_budget", cfg.HourlyBudget, "latency", cfg.Latency)
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -64,4 +49,39 @@ func runGraphsim(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// graphsimConfig reads the flags of `convsync graphsim` into the simulator's
+// configuration and the listen address.
+func graphsimConfig(args []string) (graphsim.Config, string, error) {
+	cfg := graphsim.DefaultConfig()
+	addr := "127.0.0.1:8090"
+	var seed int64 = int64(cfg.Seed)
+	fs := flag.NewFlagSet("convsync graphsim", flag.ContinueOnError)
+	fs.StringVar(&addr, "addr", addr, "listen address (loopback by default)")
+	fs.IntVar(&cfg.Pages, "pages", cfg.Pages, "Facebook Pages")
+	fs.IntVar(&cfg.Conversations, "conversations", cfg.Conversations, "conversations per page")
+	fs.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages per conversation")
+	fs.Int64Var(&seed, "seed", seed, "seed of the data set (same seed, same data)")
+	fs.StringVar(&cfg.Version, "version", cfg.Version, "Graph API version in paths")
+	fs.Float64Var(&cfg.FolderShare, "folder-share", 0,
+		"share of each page's threads in each of the folders other, page_done and spam (0: 5%, negative: all in the inbox)")
+	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every request")
+	fs.IntVar(&cfg.PerPageCalls, "page-rate", 0,
+		"calls per page token in any one-second window, enforced strictly (Meta: 2 for conversations); 0 unlimited")
+	fs.IntVar(&cfg.HourlyBudget, "hourly-budget", graphsim.DefaultHourlyBudget,
+		"calls per page token in any rolling hour, with --page-rate: X-Business-Use-Case-Usage reports the share used, as Meta's does, "+
+			"and a token that spent it is refused (code 80001) until its calls age out (Meta: 4800 × engaged users a day for Pages calls)")
+	fs.IntVar(&cfg.FailEvery, "fail-every", 0, "fail every nth call with code 2 (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, "", err
+	}
+	if fs.NArg() > 0 {
+		return cfg, "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if cfg.HourlyBudget < 1 {
+		return cfg, "", fmt.Errorf("--hourly-budget must be at least 1, got %d", cfg.HourlyBudget)
+	}
+	cfg.Seed = uint64(seed)
+	return cfg, addr, nil
 }

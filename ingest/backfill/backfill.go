@@ -57,6 +57,15 @@ const overlap = 5 * time.Minute
 // the Summary names them.
 var ErrPagesFailed = errors.New("some pages failed")
 
+// DefaultConcurrency is Config.Concurrency when nothing is set. Meta limits each Page
+// token on its own (2 calls per second, and a rolling budget), so Pages do not slow each
+// other down and a run takes as long as its slowest Page only when they all go at once:
+// 50 Pages at 8 at a time took 31 s against a 4 s bound, all 50 at once 11 s on the same
+// loaded machine (BENCH.md). The cap bounds memory (about 5 MB a Page in progress: a
+// chunk of threads and their records) and the calls of the app as a whole, which Meta
+// also limits (X-App-Usage); graph.Defaults lets as many requests be in flight.
+const DefaultConcurrency = 64
+
 // Config is the backfill job's configuration.
 type Config struct {
 	Concurrency int  // BACKFILL_CONCURRENCY: Pages backfilled in parallel
@@ -66,7 +75,7 @@ type Config struct {
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
-	return Config{Concurrency: 8, Messages: readableMessages}
+	return Config{Concurrency: DefaultConcurrency, Messages: readableMessages}
 }
 
 // Validate reports the first invalid value, naming its variable.

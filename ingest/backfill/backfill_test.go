@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -487,5 +489,81 @@ func TestTerminalShowsABarPerPage(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "100.0% 2/2") {
 		t.Errorf("the terminal output has no full bar of pages done:\n%q", out.String())
+	}
+}
+
+// Meta limits each Page token on its own, so by default every Page of a run is read at
+// once (up to DefaultConcurrency), with as many Graph requests in flight: a page's first
+// listing is held until every page's first listing arrived. With 8 at a time (the old
+// default: 31 s for 50 pages against a 4 s bound) the other 12 never arrive while the
+// first 8 are held.
+func TestDefaultsReadEveryPageAtOnce(t *testing.T) {
+	t.Parallel()
+	const pages = 20
+	sim, err := graphsim.New(graphsim.Config{Pages: pages, Conversations: 2, Messages: 2, Seed: 17,
+		Until: time.Now().Add(-24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	arrived := map[string]bool{}
+	held := 0 // the most pages with a listing held at once
+	all := make(chan struct{})
+	h := sim.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if parts := strings.Split(r.URL.Path, "/"); len(parts) == 4 && parts[3] == "conversations" {
+			mu.Lock()
+			if !arrived[parts[2]] {
+				arrived[parts[2]] = true
+				held = max(held, len(arrived))
+				if len(arrived) == pages {
+					close(all)
+				}
+			}
+			mu.Unlock()
+			select { // hold it until every page has a listing in flight
+			case <-all:
+			case <-time.After(5 * time.Second):
+				mu.Lock()
+				clear(arrived) // given up: count those in flight from now on
+				mu.Unlock()
+			case <-r.Context().Done():
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	gcfg := graph.Defaults()
+	gcfg.BaseURL, gcfg.Version = srv.URL, sim.Version()
+	gc, err := graph.New(gcfg, nil, nil, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := testenv.Kafka(t, 4)
+	pool, _ := testenv.Postgres(t)
+	ctx := testenv.Context(t, 3*time.Minute)
+	for _, p := range sim.Pages() {
+		if _, err := pool.Exec(ctx, `INSERT INTO facebook_pages (page_id, access_token) VALUES ($1, $2)`, p.ID, p.AccessToken); err != nil {
+			t.Fatalf("insert page %s: %v", p.ID, err)
+		}
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kc.Brokers...)}, ingest.ProducerOpts()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	job, err := New(Defaults(), gc, pool, ingest.NewKafkaAppender(cl), kc.EventsTopic, nil, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := job.Run(ctx, nil, nil)
+	if err != nil || sum.Pages != pages {
+		t.Fatalf("Run() = %+v, %v; want %d pages", sum, err, pages)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if held != pages {
+		t.Errorf("with the defaults (BACKFILL_CONCURRENCY %d, GRAPH_API_MAX_CONCURRENCY %d) at most %d of %d pages had a listing in flight at once, want all",
+			Defaults().Concurrency, gcfg.MaxConcurrency, held, pages)
 	}
 }

@@ -20,7 +20,8 @@ import (
 // page's threads in each of the folders other, page_done and spam (the simulator's
 // default), the simulator answering each request after 50 ms and allowing Meta's 2 calls
 // per second per page read strictly (at most 2 calls start in any one-second window),
-// the client with its default limiter (the same window, and a margin). It reports the
+// the client and the job with their defaults (the same window, and a margin; every page
+// at once, BenchmarkLoadBackfillBinary runs the binaries). It reports the
 // wall time, the Graph requests and the calls the simulator refused, against the bounds
 // those limits allow.
 //
@@ -39,15 +40,15 @@ func BenchmarkLoadBackfill(b *testing.B) {
 		perWindow, window  = 2, time.Second // Meta: 2 calls per second per Page
 	)
 	sim, err := graphsim.New(graphsim.Config{Pages: pages, Conversations: convs, Messages: msgs, Seed: 3,
-		Until: time.Now().Add(-24 * time.Hour), Latency: latency, PerPageCalls: perWindow, PerPageWindow: window,
-		HourlyBudget: 4800}) // usage headers as Meta sends them: a share of a rolling budget
+		Until: time.Now().Add(-24 * time.Hour), Latency: latency, PerPageCalls: perWindow, PerPageWindow: window})
+	// usage headers as Meta sends them: a share of the default rolling hourly budget
 	if err != nil {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(sim.Handler())
 	b.Cleanup(srv.Close)
 	gcfg := graph.Defaults() // 2 calls per second per token, kept as a window with a margin
-	gcfg.BaseURL, gcfg.Version, gcfg.MaxConcurrency = srv.URL, sim.Version(), pages
+	gcfg.BaseURL, gcfg.Version = srv.URL, sim.Version()
 	reg := prometheus.NewRegistry()
 	gc, err := graph.New(gcfg, srv.Client(), reg, logging.Discard())
 	if err != nil {
@@ -70,9 +71,7 @@ func BenchmarkLoadBackfill(b *testing.B) {
 		minRequests += c
 		lower = max(lower, time.Duration((c-1)/perWindow)*window+latency)
 	}
-	cfg := Defaults()
-	cfg.Concurrency = pages
-	job, err := New(cfg, gc, pool, ingest.NewKafkaAppender(cl), kc.EventsTopic, reg, logging.Discard())
+	job, err := New(Defaults(), gc, pool, ingest.NewKafkaAppender(cl), kc.EventsTopic, reg, logging.Discard())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -38,12 +38,16 @@ import (
 
 // Config is the Graph API client's configuration.
 type Config struct {
-	BaseURL        string        // GRAPH_API_URL: scheme and host, no version
-	Version        string        // GRAPH_API_VERSION: path prefix, e.g. v21.0
-	Timeout        time.Duration // GRAPH_API_TIMEOUT: one HTTP attempt
-	MaxConcurrency int           // GRAPH_API_MAX_CONCURRENCY: HTTP requests in flight
-	MaxRetries     int           // GRAPH_API_MAX_RETRIES: retries of one call or batch operation
-	PageRate       float64       // GRAPH_API_PAGE_RATE: calls per second per token (Meta: 2 per Page)
+	BaseURL string        // GRAPH_API_URL: scheme and host, no version
+	Version string        // GRAPH_API_VERSION: path prefix, e.g. v21.0
+	Timeout time.Duration // GRAPH_API_TIMEOUT: one HTTP attempt
+	// MaxConcurrency (GRAPH_API_MAX_CONCURRENCY) bounds the HTTP requests in flight. Meta
+	// limits calls per Page token, not requests in flight, so it is as high as the Pages
+	// a backfill reads at once (backfill.DefaultConcurrency, one call in flight each):
+	// lower, Pages wait for each other's answers and fall behind their own limit.
+	MaxConcurrency int
+	MaxRetries     int     // GRAPH_API_MAX_RETRIES: retries of one call or batch operation
+	PageRate       float64 // GRAPH_API_PAGE_RATE: calls per second per token (Meta: 2 per Page)
 	// PageWindow (GRAPH_API_PAGE_WINDOW) is the window PageRate is kept over, read
 	// strictly: at most PageRate × PageWindow calls (rounded down, at least 1) in any
 	// window of their time at PageRate, each counted from when its answer came back
@@ -75,7 +79,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		BaseURL: "https://graph.facebook.com", Version: "v21.0", Timeout: 30 * time.Second,
-		MaxConcurrency: 8, MaxRetries: 6, PageRate: 2, PageWindow: time.Second,
+		MaxConcurrency: 64, MaxRetries: 6, PageRate: 2, PageWindow: time.Second,
 		PageWindowMargin: 20 * time.Millisecond, PageSize: 25,
 		BackoffBase: 500 * time.Millisecond, BackoffMax: 30 * time.Second,
 		RateLimitBase: time.Minute, RateLimitMax: time.Hour,
@@ -168,7 +172,7 @@ func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *sl
 		return nil, err
 	}
 	if httpClient == nil {
-		httpClient = &http.Client{}
+		httpClient = &http.Client{Transport: transport(cfg.MaxConcurrency)}
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -190,6 +194,17 @@ func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *sl
 		scopes:   map[string]*limiter{},
 		profiles: newNameCache(cfg.ProfileCacheSize),
 	}, nil
+}
+
+// transport is the default transport keeping up to n idle connections to a host, n the
+// requests in flight: the default keeps 2, so with more in flight most connections would
+// be closed after one request and the next would open a new one (a TLS handshake with
+// Meta each time).
+func transport(n int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = n
+	t.MaxIdleConns = max(t.MaxIdleConns, n)
+	return t
 }
 
 // errNoToken is returned before any request when a call is given an empty token.

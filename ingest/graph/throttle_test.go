@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"testing"
@@ -226,6 +227,7 @@ func TestWindowCountsFromTheAnswer(t *testing.T) {
 func TestUsageHeadersSlowDownBeforeTheBlock(t *testing.T) {
 	cfg := simConfig()
 	cfg.PerPageCalls, cfg.PerPageWindow = 5, 50*time.Millisecond
+	cfg.WindowUsage = true // usage nears 100% within each window, not over an hour
 	s := newServer(t, cfg)
 	page := s.sim.Pages()[0]
 	thread := s.sim.Conversations(page.ID)[0]
@@ -247,5 +249,40 @@ func TestUsageHeadersSlowDownBeforeTheBlock(t *testing.T) {
 	}
 	if got := s.sim.Requests().Throttled; got != 0 {
 		t.Errorf("the simulator throttled %d calls, want 0: the client should slow down first", got)
+	}
+}
+
+// Meta's usage headers are shares of a rolling budget: a token calling at Meta's 2 calls
+// per window, far from its budget, is never paused by them, whatever UsagePause is. (The
+// simulator used to report the share of the window, so the second call of each window
+// read 100% and the client paused 30 s: a backfill at 2 calls per second crawled.)
+func TestNoPauseFarFromTheBudget(t *testing.T) {
+	cfg := simConfig() // usage of the simulator's default hourly budget
+	const w = 100 * time.Millisecond
+	cfg.PerPageCalls, cfg.PerPageWindow = 2, w
+	s := newServer(t, cfg)
+	page := s.sim.Pages()[0]
+	ccfg := Defaults() // UsagePause 30 s, UsageHigh 80%
+	ccfg.BaseURL, ccfg.Version = s.srv.URL, cfg.Version
+	ccfg.PageRate, ccfg.PageWindow, ccfg.PageWindowMargin = 2/w.Seconds(), w, 10*time.Millisecond
+	ccfg.PageSize = 3 // 17 threads in the inbox: 6 calls, 3 windows
+	c := newClient(t, ccfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	n := 0
+	for _, err := range c.Conversations(ctx, page.ID, page.AccessToken, FolderInbox, time.Time{}, nil) {
+		if err != nil {
+			t.Fatalf("Conversations(%s) at 2 calls per %v error = %v (a pause of %v on usage headers?)", page.ID, w, err, ccfg.UsagePause)
+		}
+		n++
+	}
+	if want := len(simConversations(s.sim, page.ID, FolderInbox, time.Time{})); n != want {
+		t.Errorf("Conversations(%s) gave %d threads, want %d", page.ID, n, want)
+	}
+	if p := testutil.ToFloat64(c.metrics.throttleWaits.WithLabelValues(waitPause)); p != 0 {
+		t.Errorf("throttle pauses = %v, want none: %d calls are far from the hourly budget", p, s.sim.Requests().Calls)
+	}
+	if got := s.sim.Requests().Throttled; got != 0 {
+		t.Errorf("the simulator refused %d calls, want 0", got)
 	}
 }

@@ -36,11 +36,15 @@ type Config struct {
 	// second of the one two before it does not. 0 means unlimited.
 	PerPageCalls  int
 	PerPageWindow time.Duration
-	// HourlyBudget, when set, is the calls a Page may make per hour: the usage headers
-	// report the share of it used, as Meta's report shares of a rolling budget. Zero
-	// reports the share of the window in use instead (usage rises as a page nears
-	// PerPageCalls: for tests of slowing down before a block).
+	// HourlyBudget is the calls a Page token may make in any rolling hour, and what the
+	// X-Business-Use-Case-Usage header reports a share of, as Meta's does; 0 means
+	// DefaultHourlyBudget. A token that used it all is refused (code 80001) until enough
+	// of its calls are an hour old, with estimated_time_to_regain_access.
 	HourlyBudget int
+	// WindowUsage reports the share of PerPageWindow in use instead, so usage reads 100%
+	// at each window's last call. Meta does not do this: it is for tests of a client
+	// slowing down before a block, and it makes a client that pauses on high usage crawl.
+	WindowUsage bool
 	// AppCalls and AppWindow limit all calls of the app together (code 4) the same way;
 	// 0 means unlimited and no X-App-Usage header.
 	AppCalls  int
@@ -62,6 +66,14 @@ type Config struct {
 	// limit exceeds it, with code 1 ("reduce the amount of data"); 0 never.
 	MaxExpansion int
 }
+
+// DefaultHourlyBudget is HourlyBudget when none is given: 4800 calls per Page token per
+// rolling hour. Meta gives Pages API calls with a Page token 4800 × engaged users per
+// rolling 24 hours (docs/meta-platform.md, section 6), so this is a Page of 24 engaged
+// users, far below the budget of the simulated Pages (one user per thread), and still
+// above what Meta's 2 calls per second per Page could spend in 40 minutes: a backfill
+// reads a small share of it, as it would from Meta.
+const DefaultHourlyBudget = 4800
 
 // DefaultFolderShare is the share of threads in each non-inbox folder when
 // Config.FolderShare is 0: small, so every folder is exercised.
@@ -96,6 +108,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("graphsim: FolderShare = %v, want at most 1/3 (three folders besides the inbox)", c.FolderShare)
 	case c.PerPageCalls < 0 || c.PerPageWindow < 0:
 		return fmt.Errorf("graphsim: PerPageCalls = %d, PerPageWindow = %v, want >= 0", c.PerPageCalls, c.PerPageWindow)
+	case c.HourlyBudget < 0:
+		return fmt.Errorf("graphsim: HourlyBudget = %d, want >= 0", c.HourlyBudget)
 	case c.AppCalls < 0 || c.AppWindow < 0:
 		return fmt.Errorf("graphsim: AppCalls = %d, AppWindow = %v, want >= 0", c.AppCalls, c.AppWindow)
 	case c.FailEvery < 0:
@@ -125,6 +139,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PerPageWindow == 0 {
 		c.PerPageWindow = time.Second
+	}
+	if c.HourlyBudget == 0 {
+		c.HourlyBudget = DefaultHourlyBudget
 	}
 	if c.AppWindow == 0 {
 		c.AppWindow = time.Second

@@ -19,21 +19,54 @@ const usageFloor = 10
 // share of the window in use, in percent.
 type slidingWindow struct {
 	calls []time.Time // admitted (and, when penalized, refused) calls of the last w, oldest first
-	// hourStart and hourCalls count calls in the current hour, for usage headers
-	// against HourlyBudget.
-	hourStart time.Time
-	hourCalls int
+	hour  rollingHour // admitted calls of the last hour, for HourlyBudget
 }
 
-// hourly counts one call in the current hour and returns its usage of budget in percent
-// (Meta's usage headers are shares of a rolling budget, not of the per-second limit).
-func (b *slidingWindow) hourly(now time.Time, budget int) int {
-	if now.Sub(b.hourStart) >= time.Hour {
-		b.hourStart, b.hourCalls = now, 0
-	}
-	b.hourCalls++
-	return min(100, b.hourCalls*100/budget)
+// rollingHour counts calls over the last hour in one-minute buckets, as Meta's rolling
+// budgets do: a call stops counting an hour (to the minute) after it was made, not when a
+// fixed hour ends.
+type rollingHour struct {
+	minute [60]int64 // the minute (Unix minutes) each bucket counts; a stale one counts 0
+	calls  [60]int
 }
+
+// used is the calls of the hour before now.
+func (r *rollingHour) used(now time.Time) int {
+	m, n := unixMinute(now), 0
+	for i := range r.calls {
+		if m-r.minute[i] < 60 {
+			n += r.calls[i]
+		}
+	}
+	return n
+}
+
+func (r *rollingHour) add(now time.Time) {
+	m := unixMinute(now)
+	i := m % 60
+	if r.minute[i] != m {
+		r.minute[i], r.calls[i] = m, 0
+	}
+	r.calls[i]++
+}
+
+// regain is how long until the hour before now holds fewer than budget calls.
+func (r *rollingHour) regain(now time.Time, budget int) time.Duration {
+	m := unixMinute(now)
+	over := r.used(now) - budget + 1
+	for age := int64(59); age >= 0 && over > 0; age-- { // oldest minute first
+		i := (m - age) % 60
+		if r.minute[i] != m-age {
+			continue
+		}
+		if over -= r.calls[i]; over <= 0 {
+			return time.Unix((m-age+60)*60, 0).Sub(now)
+		}
+	}
+	return time.Hour
+}
+
+func unixMinute(t time.Time) int64 { return t.Unix() / 60 }
 
 // take starts one call at now under a limit of n calls per w. It reports whether the call
 // may go ahead, the usage after it and, when it may not, how long until one may.
@@ -108,13 +141,20 @@ func (s *Sim) admit(pageID string) (http.Header, *apiError) {
 		b = &slidingWindow{}
 		s.windows[pageID] = b
 	}
+	// The rolling hour first: a token that spent its budget is blocked for minutes, and
+	// calls it makes meanwhile do not count (Meta's do not lengthen a BUC block either).
+	if b.hour.used(now) >= s.cfg.HourlyBudget {
+		h.Set("X-Business-Use-Case-Usage", bucUsage(pageID, 100, regainMinutes(b.hour.regain(now, s.cfg.HourlyBudget))))
+		return nil, errPageThrottled(h)
+	}
 	ok, pct, wait := b.take(now, s.cfg.PerPageCalls, s.cfg.PerPageWindow, s.cfg.PenalizeThrottled)
 	if !ok {
 		h.Set("X-Business-Use-Case-Usage", bucUsage(pageID, 100, regainMinutes(wait)))
 		return nil, errPageThrottled(h)
 	}
-	if s.cfg.HourlyBudget > 0 {
-		pct = b.hourly(now, s.cfg.HourlyBudget)
+	b.hour.add(now)
+	if !s.cfg.WindowUsage { // Meta's usage: the share of the rolling hour's budget
+		pct = min(100, b.hour.used(now)*100/s.cfg.HourlyBudget)
 	}
 	if pct >= usageFloor {
 		h.Set("X-Business-Use-Case-Usage", bucUsage(pageID, pct, 0))

@@ -32,6 +32,7 @@ func parseBUC(t *testing.T, h http.Header, pageID string) (bucUsageEntry, bool) 
 func TestPageRateLimit(t *testing.T) {
 	cfg := small()
 	cfg.PerPageCalls, cfg.PerPageWindow = 20, time.Hour // nothing leaves the window during the test
+	cfg.WindowUsage = true                              // usage climbs with each call of the window
 	cfg.AppCalls, cfg.AppWindow = 100, time.Hour
 	s, srv := start(t, cfg)
 	page, other := s.Pages()[0], s.Pages()[1]
@@ -116,6 +117,82 @@ func TestStorm(t *testing.T) {
 	q.Set("access_token", p.AccessToken)
 	if status, _ := fetch(t, apiURL(srv, p.ID+"/conversations", q), nil); status != http.StatusOK {
 		t.Errorf("after the storm = %d, want 200", status)
+	}
+}
+
+// By default the simulator reports usage as Meta does: X-Business-Use-Case-Usage is the
+// share of a rolling hour's budget, so Meta's 2 calls per second leave it near zero. (It
+// used to be the share of the one-second window: the second call of each second read
+// 100%, and a client pausing on high usage paused 30 s every second call.)
+func TestUsageIsAShareOfTheHourlyBudget(t *testing.T) {
+	cfg := small()
+	cfg.PerPageCalls, cfg.PerPageWindow = 2, time.Second // Meta's Conversations limit
+	s, srv := start(t, cfg)
+	page := s.Pages()[0]
+	q := url.Values{"access_token": {page.AccessToken}, "fields": {"id"}, "limit": {"1"}}
+	for i := 1; i <= 2; i++ {
+		status, h := fetch(t, apiURL(srv, page.ID+"/conversations", q), nil)
+		if status != http.StatusOK {
+			t.Fatalf("call %d = %d, want 200 (under the limit)", i, status)
+		}
+		if u, ok := parseBUC(t, h, page.ID); ok {
+			t.Errorf("call %d of the hour's %d sent usage %+v, want no header: 2 calls are %.2f%% of the budget",
+				i, DefaultHourlyBudget, u, 200.0/DefaultHourlyBudget)
+		}
+	}
+
+	// A small budget: usage climbs by its share, and a token that spent it is refused for
+	// the rest of the hour, with the minutes to wait.
+	cfg.PerPageCalls, cfg.HourlyBudget = 100, 20
+	s, srv = start(t, cfg)
+	page = s.Pages()[0]
+	q.Set("access_token", page.AccessToken)
+	for i := 1; i <= 20; i++ {
+		status, h := fetch(t, apiURL(srv, page.ID+"/conversations", q), nil)
+		if status != http.StatusOK {
+			t.Fatalf("call %d of a budget of 20 = %d, want 200", i, status)
+		}
+		u, ok := parseBUC(t, h, page.ID)
+		if want := i * 5; want >= usageFloor && (!ok || u.CallCount != want || u.Regain != 0) {
+			t.Errorf("call %d of a budget of 20 sent usage %+v (present %v), want call_count %d", i, u, ok, want)
+		}
+	}
+	var e apiErrBody
+	status, h := fetch(t, apiURL(srv, page.ID+"/conversations", q), &e)
+	u, ok := parseBUC(t, h, page.ID)
+	if status != http.StatusBadRequest || e.Error.Code != 80001 || !ok || u.CallCount != 100 || u.Regain < 59 || u.Regain > 60 {
+		t.Errorf("call 21 of a budget of 20 = %d code %d usage %+v, want 400 code 80001, call_count 100, about 60 minutes to wait",
+			status, e.Error.Code, u)
+	}
+}
+
+// The hour rolls: a call stops counting an hour after it was made (to the minute), and the
+// wait for a spent budget is until enough calls are that old.
+func TestRollingHour(t *testing.T) {
+	t0 := time.Unix(1_800_000_000/60*60, 0) // on a minute
+	var r rollingHour
+	r.add(t0)
+	r.add(t0.Add(10 * time.Second))
+	r.add(t0.Add(30 * time.Minute))
+	tests := []struct {
+		at   time.Duration
+		used int
+	}{
+		{59 * time.Minute, 3}, {59*time.Minute + 59*time.Second, 3}, {60 * time.Minute, 1},
+		{89*time.Minute + 59*time.Second, 1}, {90 * time.Minute, 0},
+	}
+	for _, tt := range tests {
+		if got := r.used(t0.Add(tt.at)); got != tt.used {
+			t.Errorf("calls of the hour before %v = %d, want %d", tt.at, got, tt.used)
+		}
+	}
+	// With a budget of 2, the first minute's two calls must age out: at 60 minutes.
+	if got := r.regain(t0.Add(45*time.Minute), 2); got != 15*time.Minute {
+		t.Errorf("regain at 45 minutes with 3 calls of a budget of 2 = %v, want 15m", got)
+	}
+	// With a budget of 3, one call must age out: the first minute's.
+	if got := r.regain(t0.Add(45*time.Minute+30*time.Second), 3); got != 14*time.Minute+30*time.Second {
+		t.Errorf("regain at 45m30s with 3 calls of a budget of 3 = %v, want 14m30s", got)
 	}
 }
 

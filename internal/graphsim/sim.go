@@ -15,8 +15,10 @@
 // id and created_time alone and reading one by id gives code 100. Page tokens must
 // match their Page; an expired one gives 190/463. Each Page token's calls (each batch
 // operation too) are rate limited by a sliding window (at most PerPageCalls started in
-// any PerPageWindow, strictly): over it, code 80001 with X-Business-Use-Case-Usage at
-// call_count 100; under it, usage headers once usage passes 10%, as Meta sends them. Latency, transient errors (code 2, null batch entries) and
+// any PerPageWindow, strictly) and by a rolling hour's budget (HourlyBudget): over
+// either, code 80001 with X-Business-Use-Case-Usage at call_count 100; under them,
+// X-Business-Use-Case-Usage gives the share of the hour's budget used, as Meta's does,
+// once it passes 10%. Latency, transient errors (code 2, null batch entries) and
 // rate-limit storms can be injected; every call is counted.
 package graphsim
 
