@@ -82,6 +82,9 @@ type Result struct {
 // Writer merges deltas into the read model, one transaction per batch.
 type Writer struct {
 	pool *pgxpool.Pool
+	// searchPath, when set, is the search_path of every transaction (SET LOCAL, so it
+	// holds behind a transaction-mode pooler): replay writes into its rebuild schema so.
+	searchPath string
 	// grown is set once the read-model tables are large enough for cached (generic)
 	// plans (see planGrowth); until then each batch plans its merges afresh.
 	grown   atomic.Bool
@@ -143,8 +146,12 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 	}()
 
 	expected := make([]int64, len(parts))
+	reads := 0
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	if w.searchPath != "" {
+		b.Queue(`SELECT set_config('search_path', $1, true)`, w.searchPath)
+	}
 	for i, part := range parts {
 		expected[i] = -1
 		pos := part.Pos
@@ -153,6 +160,7 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 		case pos.Stored != nil && pos.Next > *pos.Stored:
 			expected[i] = *pos.Stored
 		default: // unknown, or a batch that ends where the caller thinks it stored: look
+			reads++
 			b.Queue(`SELECT next_offset FROM projector_offsets
 				WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
 				pos.Group, pos.Topic, pos.Partition).Query(func(rows pgx.Rows) error {
@@ -165,7 +173,7 @@ func (w *Writer) apply(ctx context.Context, conn *pgx.Conn, parts []Part) (Resul
 			})
 		}
 	}
-	if b.Len() > 1 {
+	if reads > 0 {
 		// Which deltas were applied already follows from the stored offsets: read first.
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {
 			return res, fmt.Errorf("read offsets: %w", err)

@@ -76,35 +76,18 @@ func reserveSchema(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 	return "", errors.New("create the rebuild schema: no free convsync_rebuild_<n> name in 100 tries")
 }
 
-// rebuildPool migrates the fresh schema and returns a pool writing into it. Its
-// search_path ends with the live schema for one object: the version sequence, dropped
-// from the rebuild so that both draw versions from the live one.
-func rebuildPool(ctx context.Context, live *pgxpool.Pool, schema, liveSchema string) (*pgxpool.Pool, error) {
-	newPool := func(path string) (*pgxpool.Pool, error) {
-		pc := live.Config()
-		pc.ConnConfig.RuntimeParams["search_path"] = path
-		pc.MinConns = 0
-		p, err := pgxpool.NewWithConfig(ctx, pc)
-		if err != nil {
-			return nil, fmt.Errorf("connect to schema %s: %w", schema, err)
-		}
-		return p, nil
+// migrateRebuild migrates the fresh schema through the live pool and drops its version
+// sequence, so that the rebuild draws its versions from the live one. Nothing depends on
+// a session's state (search_path is set per transaction): it works behind a
+// transaction-mode pooler.
+func migrateRebuild(ctx context.Context, live *pgxpool.Pool, schema string) error {
+	if err := migrations.UpIn(ctx, live, schema); err != nil {
+		return fmt.Errorf("migrate schema %s: %w", schema, err)
 	}
-	mpool, err := newPool(ident(schema))
-	if err != nil {
-		return nil, err
+	if _, err := live.Exec(ctx, `DROP SEQUENCE `+ident(schema, versionSeq)); err != nil {
+		return fmt.Errorf("migrate schema %s: %w", schema, err)
 	}
-	db := stdlib.OpenDBFromPool(mpool)
-	_, err = migrations.Up(ctx, db)
-	if err == nil {
-		_, err = mpool.Exec(ctx, `DROP SEQUENCE `+ident(schema, versionSeq))
-	}
-	_ = db.Close()
-	mpool.Close()
-	if err != nil {
-		return nil, fmt.Errorf("migrate schema %s: %w", schema, err)
-	}
-	return newPool(ident(schema) + ", " + ident(liveSchema))
+	return nil
 }
 
 // rebuild is one replay's state, shared by the consumer, its partition workers and the

@@ -112,9 +112,9 @@ const versionSeq = "read_model_version_seq"
 // Replay rebuilds the read model of pool's schema (its current_schema()) from the event
 // log and swaps it in, or with DryRun only reports how it differs. opts are extra Kafka
 // client options; progressTo receives a bar on a terminal, else a line every few seconds
-// (nil: nothing). The pool must reach Postgres directly: the rebuild's search_path is a
-// connection parameter, which transaction poolers drop. On an error nothing is swapped
-// and the rebuild schema is dropped.
+// (nil: nothing). Nothing depends on a session's state (the rebuild's search_path is set
+// in each of its transactions), so pool may go through a transaction-mode pooler. On an
+// error nothing is swapped and the rebuild schema is dropped.
 func Replay(ctx context.Context, cfg ReplayConfig, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, log *slog.Logger, progressTo io.Writer) (ReplayResult, error) {
 	start := time.Now()
 	var res ReplayResult
@@ -181,14 +181,23 @@ func Replay(ctx context.Context, cfg ReplayConfig, kc kafka.Config, pool *pgxpoo
 			log.Error("replay: drop the rebuild schema", "schema", res.RebuildSchema, "error", err)
 		}
 	}()
-	rpool, err := rebuildPool(ctx, pool, res.RebuildSchema, res.LiveSchema)
-	if err != nil {
+	if err := migrateRebuild(ctx, pool, res.RebuildSchema); err != nil {
 		return res, err
 	}
+	pc := pool.Config()
+	pc.MinConns = 0
+	rpool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return res, fmt.Errorf("connect for the rebuild: %w", err)
+	}
 	defer rpool.Close()
+	// The rebuild's tables, then the live schema for one object: the version sequence,
+	// dropped from the rebuild so that both draw versions from the live one.
+	w := NewWriter(rpool)
+	w.searchPath = ident(res.RebuildSchema) + ", " + ident(res.LiveSchema)
 
 	r := &rebuild{
-		cfg: cfg, kc: kc, opts: opts, adm: adm, codec: codec, w: NewWriter(rpool), rpool: rpool, live: pool, log: log,
+		cfg: cfg, kc: kc, opts: opts, adm: adm, codec: codec, w: w, rpool: rpool, live: pool, log: log,
 		liveSchema: res.LiveSchema, schema: res.RebuildSchema, archive: "convsync_old_" + suffix,
 		consumed: map[int32]int64{}, ends: map[int32]int64{},
 		changed: make(chan struct{}, 1), consumerDone: make(chan struct{}),
