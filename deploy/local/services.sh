@@ -368,7 +368,23 @@ EOF
   log "wrote $LOCAL/env"
 }
 
+# local_ok says whether this machine can run the local stack: Linux, root, and apt-get
+# for what is missing.
+local_ok() {
+  [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ] && have apt-get
+}
+
+# docker_ok says whether a Docker API answers (Docker, or podman's compatible socket).
+docker_ok() {
+  [ -n "${DOCKER_HOST:-}" ] || [ -S /var/run/docker.sock ] || { have docker && docker info >/dev/null 2>&1; }
+}
+
 up() {
+  if [ "${CONVSYNC_TESTENV:-}" = containers ] || { [ "${CONVSYNC_TESTENV:-}" != local ] && ! local_ok && docker_ok; }; then
+    log "not starting local services: the integration tests start PostgreSQL, Redis and Kafka as containers (testcontainers-go, internal/testenv)"
+    return 0
+  fi
+  local_ok || die "the local stack needs Linux, root and apt-get, and no Docker API answers for containers (see README, Containers)"
   mkdir -p "$LOCAL"
   install
   if [ -n "${DATABASE_URL:-}" ]; then log "DATABASE_URL given: not starting postgres"; else pg_up; fi
