@@ -54,6 +54,12 @@ type deadLettered struct {
 // event that outgrows it) would fail the transaction of every polled partition, again
 // at each retry. Such a record goes to the DLQ instead, cut to fit, as too_large.
 func (p *Processor) transform(recs []*kgo.Record, now time.Time) ([]*kgo.Record, batchResult, error) {
+	return p.transformWith(recs, now, nil)
+}
+
+// transformWith is transform with edit applied to each decoded event (record index i):
+// tests make events no codec would let through.
+func (p *Processor) transformWith(recs []*kgo.Record, now time.Time, edit func(i int, e *deltas.Event)) ([]*kgo.Record, batchResult, error) {
 	var res batchResult
 	var out []*kgo.Record
 	deadLetter := func(src *kgo.Record, category, field, eventID string, err error) {
@@ -80,7 +86,11 @@ func (p *Processor) transform(recs []*kgo.Record, now time.Time) ([]*kgo.Record,
 			deadLetter(r, cat, field, id, err)
 			continue
 		}
-		events = append(events, deltas.Event{Env: env, Data: data})
+		e := deltas.Event{Env: env, Data: data}
+		if edit != nil {
+			edit(i, &e)
+		}
+		events = append(events, e)
 		srcs = append(srcs, i)
 	}
 	encs, err := encodeDeltas(events, srcs, p.cfg.MaxDeltaBytes)
@@ -89,6 +99,11 @@ func (p *Processor) transform(recs []*kgo.Record, now time.Time) ([]*kgo.Record,
 	}
 	res.events = len(events)
 	for _, d := range encs {
+		if d.err != nil { // the delta of this one event cannot be encoded
+			res.events--
+			deadLetter(recs[d.src], dlq.CategorySchema, "", events[d.first].Env.ID, d.err)
+			continue
+		}
 		rec := &kgo.Record{Topic: p.kc.DeltasTopic, Key: []byte(d.page), Value: d.value, Headers: deltas.Headers()}
 		if size := dlq.Size(rec); size > kafka.ProducerBatchMaxBytes {
 			// Only a delta of one event can be this large: encodeDeltas splits the others.
@@ -112,13 +127,17 @@ type encoded struct {
 	// first is the index in events of the delta's first event, src its record's index
 	// in the batch: what a delta of one event too large to produce dead-letters.
 	first, src int
+	// err says the delta of this one event cannot be encoded: it is dead-lettered.
+	err error
 }
 
 // encodeDeltas folds events and marshals one delta per page. A delta larger than
 // maxBytes (a busy page in a large batch: Kafka refuses records over max.message.bytes)
 // is folded again from each half of its page's events, as often as needed: deltas merge
 // as joins, so several deltas of a page in one batch mean the same as one. A delta of a
-// single event is returned whatever its size. srcs[i] is the record of events[i].
+// single event is returned whatever its size. A delta that cannot be encoded is split the
+// same way, down to the event that breaks it, returned with its error. srcs[i] is the
+// record of events[i].
 func encodeDeltas(events []deltas.Event, srcs []int, maxBytes int) ([]encoded, error) {
 	return encodeSome(events, srcs, indexes(len(events)), maxBytes)
 }
@@ -146,14 +165,13 @@ func encodeSome(all []deltas.Event, srcs, idx []int, maxBytes int) ([]encoded, e
 	var out []encoded
 	for _, d := range deltas.Fold(events) {
 		b, err := deltas.Encode(d)
-		if err != nil {
-			return nil, err
-		}
-		if len(b) <= maxBytes || d.Events <= 1 {
+		if err == nil && len(b) <= maxBytes || d.Events <= 1 {
 			x := first[d.PageID]
-			out = append(out, encoded{page: d.PageID, value: b, events: d.Events, first: x, src: srcs[x]})
+			out = append(out, encoded{page: d.PageID, value: b, events: d.Events, first: x, src: srcs[x], err: err})
 			continue
 		}
+		// Too large, or not encodable: fold each half of the page's events again, so
+		// that what cannot be encoded ends up alone.
 		var page []int
 		for _, x := range idx {
 			if all[x].Data.EventPageID() == d.PageID {

@@ -12,6 +12,7 @@ import (
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/testenv"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/schemas/deltas"
 	"github.com/convsync/convsync/schemas/dlq"
 )
 
@@ -74,5 +75,48 @@ func TestRecordsTooLargeToProduceGoToTheDLQAndTheRestCommits(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(p.m.dlq.WithLabelValues(kc.EventsTopic, dlq.CategoryTooLarge)); got != 2 {
 		t.Errorf("convsync_dlq_records_total{reason=too_large} = %v, want 2", got)
+	}
+}
+
+// A delta that cannot be encoded must not hold the batch of every polled partition: the
+// page's events are split until the event that breaks it is alone, and that one goes to
+// the DLQ; the rest, of that page and the others, is written. (The codec refuses what
+// it knows cannot be encoded again; this is the net below it.)
+func TestAnEventWhoseDeltaCannotBeEncodedIsIsolated(t *testing.T) {
+	codec := newCodec(t)
+	kc := kafka.Defaults()
+	kc.EventsTopic, kc.DeltasTopic, kc.DLQTopic = "events", "deltas", "dlq"
+	p := &Processor{cfg: Defaults(), kc: kc, codec: codec}
+	recs := records(t, "events", 0, conversationEvents())
+	for i, r := range recs {
+		r.Partition, r.Offset = 0, int64(i)
+	}
+	// A postback whose raw data is not JSON: only a producer that bypassed the codec
+	// could make one, which is what this stands for.
+	bad := records(t, "events", len(recs), []schemas.Data{schemas.Postback{PageID: page1, PSID: "7300000000000777", Title: "x", Payload: "P", OccurredAt: t0}})[0]
+	bad.Offset = int64(len(recs))
+	all := append(recs, bad)
+	out, res, err := p.transformWith(all, t0, func(i int, e *deltas.Event) {
+		if i == len(all)-1 {
+			e.Env.Data = []byte(`{not json`)
+		}
+	})
+	if err != nil {
+		t.Fatalf("transform with one unencodable event = %v, want the batch written and the event dead-lettered", err)
+	}
+	var dead, ds int
+	for _, r := range out {
+		switch r.Topic {
+		case kc.DLQTopic:
+			dead++
+			if info, ok := dlq.Read(r); !ok || info.SourceOffset != bad.Offset || info.Category != dlq.CategorySchema {
+				t.Errorf("dead letter %+v (ok %v), want the postback's offset %d and category schema", info, ok, bad.Offset)
+			}
+		case kc.DeltasTopic:
+			ds++
+		}
+	}
+	if dead != 1 || ds == 0 || res.events != len(recs) {
+		t.Errorf("transform wrote %d dead letters and %d deltas of %d events, want 1 dead letter and the deltas of the %d others", dead, ds, res.events, len(recs))
 	}
 }
