@@ -155,9 +155,9 @@ func (p *Processor) setClient(cl *kgo.Client) {
 // When a transaction cannot be ended cleanly (Kafka failed or did not answer the
 // commit), Run aborts it and joins the group again with a new client, which reads the
 // committed offsets from Kafka: a commit whose answer was lost is then not done twice.
-// An error means the transactional producer cannot go on (fenced by another instance
-// with the same transactional id, or an abort that failed too); whatever was not
-// committed is processed again by the next instance.
+// An abort that fails too (fenced after the coordinator timed the transaction out, or
+// Kafka away) also rejoins, with a new producer epoch; the backoff grows to 10 s. Run
+// returns an error only when a client cannot be made.
 func (p *Processor) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.started {
@@ -356,7 +356,11 @@ func (p *Processor) batch(sess *kgo.GroupTransactSession, ws *workers, fetches k
 		abortCtx, cancel := context.WithTimeout(context.Background(), p.cfg.TransactionTimeout)
 		defer cancel()
 		if _, aerr := sess.End(abortCtx, kgo.TryAbort); aerr != nil {
-			return false, fmt.Errorf("%w; abort after it: %w", err, aerr)
+			// Fenced (the coordinator timed the transaction out and bumped the epoch,
+			// as when a broker froze) or unreachable: a new client starts with a new
+			// epoch, which aborts whatever is left; nothing was committed, so the
+			// records come again. Stopping instead would stall the pipeline.
+			return false, fmt.Errorf("%w: %w; abort after it: %w", errRejoin, err, aerr)
 		}
 		return false, fmt.Errorf("%w: %w", errRejoin, err)
 	}
