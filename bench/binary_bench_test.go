@@ -157,7 +157,7 @@ func BenchmarkLoadBinaryAll(b *testing.B) {
 		var out, errOut bytes.Buffer
 		lg := exec.Command(bin, "loadgen", "--url", base+"/api/webhook",
 			"--rate", strconv.Itoa(loadRate), "--duration", loadFor.String(),
-			"--pages", "200", "--users", "500", "--duplicates", "0.02", "--json")
+			"--pages", "200", "--users", "500", "--duplicates", "0.02", "--max-items", "1", "--json")
 		lg.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "META_APP_SECRET=" + benchSecret}
 		lg.Stdout, lg.Stderr = &out, &errOut
 		if err := lg.Run(); err != nil {

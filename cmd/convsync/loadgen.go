@@ -31,6 +31,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Gen.Pages, "pages", cfg.Gen.Pages, "distinct pages (Zipf-distributed)")
 	fs.IntVar(&cfg.Gen.UsersPerPage, "users", cfg.Gen.UsersPerPage, "distinct users per page (Zipf-distributed)")
 	fs.Float64Var(&cfg.Gen.DuplicateRate, "duplicates", cfg.Gen.DuplicateRate, "share of redelivered requests")
+	fs.IntVar(&cfg.Gen.MaxItems, "max-items", cfg.Gen.MaxItems, "events per webhook at most (each request carries 1 to this many; 1: one event each)")
 	fs.Int64Var(&seed, "seed", seed, "seed of the generated traffic")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	if err := b.Err(); err != nil {
