@@ -1,11 +1,9 @@
 package projector_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +15,6 @@ import (
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/schemas/deltas"
 )
-
-// syncBuffer is a log sink goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // When the deltas log no longer starts at or before the offset Postgres stored
 // (retention deleted deltas the projector never applied, a recreated topic), resuming
@@ -81,7 +61,7 @@ func TestProjectorRefusesToSkipAGapInTheDeltasLog(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	reg := prometheus.NewRegistry()
 	p, err := projector.New(cfg, kc, pool, nil, nil, reg, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {

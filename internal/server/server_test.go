@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -137,7 +136,7 @@ func TestValidateNamesTheVariable(t *testing.T) {
 // The error goes to the log, once per change, for the operator.
 func TestReadyzNamesTheFailedCheckWithoutItsError(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	srv, err := server.New(server.Defaults(), prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -166,23 +165,6 @@ func TestReadyzNamesTheFailedCheckWithoutItsError(t *testing.T) {
 	if got := logs.String(); strings.Count(got, "readiness check failed") != 1 || !strings.Contains(got, "check=postgres") || !strings.Contains(got, "dial error") {
 		t.Errorf("log after two failing probes = %q, want one line naming the postgres check with its error", got)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A client that sends its headers and then trickles the body (or stops) holds a
