@@ -30,12 +30,17 @@ type Config struct {
 	// MaxStaleness (CACHE_MAX_STALENESS) bounds how long an entry can outlive the rows it
 	// was built from when its marker was lost (check.go).
 	MaxStaleness time.Duration
+	// WarmKeys (API_CACHE_REFRESH_MAX, set where the read API runs) bounds the entries read
+	// lately that are rebuilt when their marker rises (warm.go); 0 keeps none warm.
+	WarmKeys int
+	// WarmFor is how long after its last read an entry is kept warm.
+	WarmFor time.Duration
 }
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
 	return Config{TTL: 5 * time.Minute, Prefix: "convsync:", MemoryMaxKeys: 100_000, NearTTL: 2 * time.Second, NearMaxKeys: 20_000,
-		MaxStaleness: 2 * time.Second}
+		MaxStaleness: 2 * time.Second, WarmFor: time.Minute}
 }
 
 // Validate reports the first invalid value, naming its variable.
@@ -51,6 +56,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("CACHE_NEAR_MAX_KEYS must be at least 1 when CACHE_NEAR_TTL is set, got %d", c.NearMaxKeys)
 	case c.MaxStaleness < 100*time.Millisecond:
 		return fmt.Errorf("CACHE_MAX_STALENESS must be at least 100ms, got %s", c.MaxStaleness)
+	case c.WarmKeys < 0:
+		return fmt.Errorf("API_CACHE_REFRESH_MAX must not be negative, got %d", c.WarmKeys)
 	}
 	if c.URL != "" {
 		if _, err := RedisOptions(c.URL); err != nil {
@@ -104,6 +111,7 @@ type Cache struct {
 	log   *slog.Logger
 	sf    singleflight.Group
 	near  *near // nil without a Watcher store or with CACHE_NEAR_TTL=0
+	warm  *warm // nil with WarmKeys 0
 	// gen rises at every failed invalidation and flush: a check made before then no
 	// longer vouches for an entry, which is checked again before it is served.
 	gen       atomic.Uint64
@@ -126,6 +134,13 @@ func New(store Store, cfg Config, reg prometheus.Registerer, log *slog.Logger) *
 	}
 	if _, ok := store.(Watcher); ok && cfg.NearTTL > 0 {
 		c.near = newNear(cfg.NearMaxKeys, min(cfg.NearTTL, cfg.TTL), reg) // never longer than the shared entries
+	}
+	if cfg.WarmKeys > 0 {
+		warmFor := cfg.WarmFor
+		if warmFor <= 0 {
+			warmFor = Defaults().WarmFor
+		}
+		c.warm = newWarm(cfg.WarmKeys, warmFor, reg)
 	}
 	return c
 }
@@ -172,6 +187,9 @@ func (c *Cache) Flush(ctx context.Context) error {
 	if c.near != nil {
 		c.near.flush()
 	}
+	if c.warm != nil {
+		c.warm.reset()
+	}
 	return err
 }
 
@@ -216,7 +234,7 @@ func (c *Cache) Set(ctx context.Context, key, marker string, e Entry) {
 }
 
 // set is Set of an entry read from Postgres when the near cache's generation was gen.
-func (c *Cache) set(ctx context.Context, gen uint64, key, marker string, e Entry) {
+func (c *Cache) set(ctx context.Context, gen uint64, key, marker string, e Entry) bool {
 	stored, err := c.store.Set(ctx, key, marker, e, c.ttl)
 	switch {
 	case err != nil:
@@ -229,32 +247,57 @@ func (c *Cache) set(ctx context.Context, gen uint64, key, marker string, e Entry
 	default:
 		c.m.writes.WithLabelValues("rejected").Inc()
 	}
+	return stored
 }
 
 // Load is cache-aside: a fresh entry if there is one, else load's result, stored for the
 // next reader. Concurrent loads of one key share one call (no stampede on Postgres).
 // With current, a hit is served only while a check against the database vouches for it
-// (check.go): an entry whose marker was lost ends within MaxStaleness all the same.
-func (c *Cache) Load(ctx context.Context, key, marker string, current Current, load func(ctx context.Context) (Entry, error)) (Entry, bool, error) {
+// (check.go): an entry whose marker was lost ends within MaxStaleness all the same. With
+// WarmKeys, the entry is rebuilt with load when its marker rises within WarmFor (warm.go).
+func (c *Cache) Load(ctx context.Context, key, marker string, current Current, load Loader) (Entry, bool, error) {
 	if e, ok := c.Get(ctx, key, marker); ok && (current == nil || c.fresh(ctx, key, marker, e, current)) {
+		if c.warm != nil {
+			c.warm.touch(key, marker, e.Version, load, c.now())
+		}
 		return e, true, nil
+	}
+	e, _, err := c.loadShared(ctx, key, marker, load)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	if c.warm != nil {
+		c.warm.touch(key, marker, e.Version, load, c.now())
+	}
+	return e, false, nil
+}
+
+// loadShared runs load once for every caller waiting on key, stores its entry, and
+// records it as checked: it was read from the database just now.
+func (c *Cache) loadShared(ctx context.Context, key, marker string, load Loader) (Entry, bool, error) {
+	type result struct {
+		e      Entry
+		stored bool
 	}
 	v, err, _ := c.sf.Do(key, func() (any, error) {
 		var gen uint64
 		if c.near != nil {
 			gen = c.near.gen.Load()
 		}
+		cgen, at := c.gen.Load(), c.now()
 		e, err := load(ctx)
 		if err != nil {
-			return Entry{}, err
+			return result{}, err
 		}
-		c.set(ctx, gen, key, marker, e)
-		return e, nil
+		stored := c.set(ctx, gen, key, marker, e)
+		c.checks.put(key, checked{version: e.Version, at: at, gen: cgen})
+		return result{e, stored}, nil
 	})
 	if err != nil {
 		return Entry{}, false, err
 	}
-	return v.(Entry), false, nil
+	r := v.(result)
+	return r.e, r.stored, nil
 }
 
 // Invalidate raises markers after a commit: entries older than them are no longer
@@ -270,6 +313,9 @@ func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 		c.near.mark(marks) // this process at once; others through the store's stream
 	}
 	err := c.store.Mark(ctx, marks, 2*c.ttl)
+	if c.warm != nil {
+		c.warm.marked(marks, c.now()) // after the store has them: a rebuild is not refused
+	}
 	if errors.Is(err, ErrPublish) {
 		// Raised in Redis; only other processes' near caches did not hear of it (their
 		// entries still end within CACHE_NEAR_TTL). Not a reason to distrust the cache.
@@ -299,21 +345,23 @@ func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 	c.m.invalidations.WithLabelValues("ok").Add(float64(len(marks)))
 }
 
-// Run does the housekeeping until ctx ends: expired entries of the memory store, and
-// checks too old to vouch for anything.
+// Run does the housekeeping until ctx ends: expired entries of the memory store, checks
+// too old to vouch for anything, and entries no longer read lately. It rebuilds the
+// entries kept warm.
 //
-// With a near cache, it also follows the store's marker stream; the near cache serves
-// only while this runs.
+// With a near cache or warm entries, it also follows the store's marker stream; the near
+// cache serves, and other processes' commits rebuild warm entries, only while this runs.
 func (c *Cache) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	if m, ok := c.store.(*Memory); ok {
-		done := make(chan struct{})
-		go func() { defer close(done); _ = m.Run(ctx, 30*time.Second) }()
-		defer func() { <-done }()
+		wg.Go(func() { _ = m.Run(ctx, 30*time.Second) })
 	}
-	if w, ok := c.store.(Watcher); ok && c.near != nil {
-		done := make(chan error, 1)
-		go func() { done <- w.Watch(ctx, c.near.handler(c)) }()
-		defer func() { <-done }()
+	if w, ok := c.store.(Watcher); ok && (c.near != nil || c.warm != nil) {
+		wg.Go(func() { _ = w.Watch(ctx, c.watchHandler()) })
+	}
+	if c.warm != nil {
+		wg.Go(func() { c.runWarm(ctx) })
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -322,7 +370,25 @@ func (c *Cache) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			c.checks.expire(c.now().Add(-c.staleness))
+			now := c.now()
+			c.checks.expire(now.Add(-c.staleness))
+			if c.warm != nil {
+				c.warm.expire(now.Add(-c.warm.hotFor))
+			}
 		}
 	}
+}
+
+// watchHandler routes the marker stream to the near cache and the warm entries.
+func (c *Cache) watchHandler() WatchHandler {
+	h := WatchHandler{Ready: func() {}, Lost: func(error) {}, Marks: func([]Mark) {}, Reset: func() {}}
+	if c.near != nil {
+		h = c.near.handler(c)
+	}
+	if c.warm != nil {
+		marks, reset := h.Marks, h.Reset
+		h.Marks = func(m []Mark) { marks(m); c.warm.marked(m, c.now()) }
+		h.Reset = func() { reset(); c.warm.reset() }
+	}
+	return h
 }

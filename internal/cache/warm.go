@@ -1,0 +1,204 @@
+package cache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Keeping read entries warm. A commit raises markers and nothing more: the projector
+// rebuilds no view, so keeping the cache current costs the ingest→commit path one
+// pipelined round trip to the store. The process that reads (the read API) remembers the
+// entries it served lately and how it built each; when a marker rises past such an
+// entry, in this process or (through the store's marker stream) in another, it rebuilds
+// the entry in the background with the same loader and stores it under the usual
+// version rule. Readers of hot keys then hit again without waiting for a miss, and keys
+// nobody reads cost nothing. An entry counts as read lately for WarmFor after its last
+// read; at most WarmKeys are kept (a key read while the set is full is not kept warm).
+
+// Loader builds an entry from the database.
+type Loader func(ctx context.Context) (Entry, error)
+
+// warmConcurrency is how many entries are rebuilt at once: enough to keep the window
+// between a marker and its entry landing again short, little enough to leave the pool to
+// the readers.
+const warmConcurrency = 2
+
+// warmQueue bounds the entries waiting for a rebuild; past it a rebuild is dropped (the
+// entry is rebuilt by its next reader instead).
+const warmQueue = 1024
+
+// hot is an entry read lately.
+type hot struct {
+	key, marker string
+	load        Loader
+	read        time.Time // last read
+	version     int64     // the newest version this process saw stored or served
+	want        int64     // the newest marker raised past version
+	queued      bool
+}
+
+type warm struct {
+	max      int
+	hotFor   time.Duration
+	mu       sync.Mutex
+	keys     map[string]*hot
+	byMarker map[string]map[string]*hot
+	queue    chan *hot
+	results  *prometheus.CounterVec
+	size     prometheus.Gauge
+}
+
+func newWarm(max int, hotFor time.Duration, reg prometheus.Registerer) *warm {
+	w := &warm{max: max, hotFor: hotFor, keys: map[string]*hot{}, byMarker: map[string]map[string]*hot{},
+		queue: make(chan *hot, warmQueue),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "convsync_cache_warm_refreshes_total",
+			Help: "Rebuilds of entries read lately after their marker rose, by result: stored, rejected (something newer was there), older (the database gave rows older than the marker: a lagging replica; the next reader loads it), error, dropped (the queue was full).",
+		}, []string{"result"}),
+		size: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "convsync_cache_warm_keys",
+			Help: "Entries read lately that this process keeps warm (at most API_CACHE_REFRESH_MAX).",
+		}),
+	}
+	reg.MustRegister(w.results, w.size)
+	for _, r := range []string{"stored", "rejected", "older", "error", "dropped"} {
+		w.results.WithLabelValues(r)
+	}
+	return w
+}
+
+// touch notes a read of key, served at version, built by load.
+func (w *warm) touch(key, marker string, version int64, load Loader, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h, ok := w.keys[key]
+	if !ok {
+		if len(w.keys) >= w.max {
+			return
+		}
+		h = &hot{key: key, marker: marker}
+		w.keys[key] = h
+		set := w.byMarker[marker]
+		if set == nil {
+			set = map[string]*hot{}
+			w.byMarker[marker] = set
+		}
+		set[key] = h
+	}
+	h.load, h.read, h.version = load, now, max(h.version, version)
+}
+
+// marked queues a rebuild of every entry read lately that a marker passed.
+func (w *warm) marked(marks []Mark, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, m := range marks {
+		for _, h := range w.byMarker[m.Key] {
+			if m.Version <= h.version || now.Sub(h.read) > w.hotFor {
+				continue
+			}
+			h.want = max(h.want, m.Version)
+			if h.queued {
+				continue
+			}
+			select {
+			case w.queue <- h:
+				h.queued = true
+			default:
+				w.results.WithLabelValues("dropped").Inc()
+			}
+		}
+	}
+}
+
+// take returns what a queued entry's rebuild needs and clears its place in the queue:
+// a marker raised from now on queues it again.
+func (w *warm) take(h *hot) (load Loader, want int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h.queued = false
+	return h.load, h.want
+}
+
+// stored notes that version of h's entry is in the store.
+func (w *warm) stored(h *hot, version int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h.version = max(h.version, version)
+}
+
+// expire forgets the entries not read since before and reports how many remain.
+func (w *warm) expire(before time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, h := range w.keys {
+		if h.read.Before(before) {
+			delete(w.keys, k)
+			if set := w.byMarker[h.marker]; set != nil {
+				delete(set, k)
+				if len(set) == 0 {
+					delete(w.byMarker, h.marker)
+				}
+			}
+		}
+	}
+	w.size.Set(float64(len(w.keys)))
+}
+
+// reset forgets every entry (a flush: what was read may not come back).
+func (w *warm) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.keys, w.byMarker = map[string]*hot{}, map[string]map[string]*hot{}
+	w.size.Set(0)
+}
+
+// runWarm rebuilds queued entries until ctx ends.
+func (c *Cache) runWarm(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range warmConcurrency {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case h := <-c.warm.queue:
+					c.rebuild(ctx, h)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// rebuild loads h's entry again and stores it. A load already under way for a reader
+// may have read the rows before the marker rose: then it is loaded once more.
+func (c *Cache) rebuild(ctx context.Context, h *hot) {
+	load, want := c.warm.take(h)
+	ctx, cancel := context.WithTimeout(ctx, 2*c.staleness)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		e, stored, err := c.loadShared(ctx, h.key, h.marker, load)
+		switch {
+		case err != nil:
+			c.warm.results.WithLabelValues("error").Inc()
+			c.log.Debug("cache warm", "error", err)
+			return
+		case e.Version < want && attempt == 0:
+			c.sf.Forget(h.key)
+			continue
+		case e.Version < want:
+			c.warm.results.WithLabelValues("older").Inc()
+			return
+		case stored:
+			c.warm.results.WithLabelValues("stored").Inc()
+		default:
+			c.warm.results.WithLabelValues("rejected").Inc()
+		}
+		c.warm.stored(h, e.Version)
+		return
+	}
+}

@@ -1,0 +1,126 @@
+package cache_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/convsync/convsync/internal/cache"
+	"github.com/convsync/convsync/internal/logging"
+	"github.com/convsync/convsync/internal/testenv"
+)
+
+// rows stands for the database: the version of one conversation's rows, and how often a
+// loader read them.
+type rows struct {
+	version atomic.Int64
+	loads   atomic.Int64
+}
+
+func (r *rows) loader() cache.Loader {
+	return func(context.Context) (cache.Entry, error) {
+		r.loads.Add(1)
+		v := r.version.Load()
+		return cache.Entry{Version: v, Value: []byte("v" + strconv.FormatInt(v, 10))}, nil
+	}
+}
+
+// startWarm is a read API process's cache over Redis keeping warmKeys entries warm.
+func startWarm(t *testing.T, rc redis.UniversalClient, prefix string, warmKeys int, nearTTL time.Duration) nearProcess {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg := cache.Defaults()
+	cfg.Prefix, cfg.NearTTL, cfg.WarmKeys = prefix, nearTTL, warmKeys
+	c := cache.New(cache.NewRedis(rc, prefix), cfg, reg, logging.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return nearProcess{c, reg}
+}
+
+// The read API and the projector in separate processes: a commit in the projector's
+// process rebuilds, in the API's process, the entry the API served, so the next reader
+// hits the new version; no reader loaded it.
+func TestReadEntriesAreRebuiltWhenAnotherProcessCommits(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		nearTTL time.Duration
+	}{{"near cache on", 2 * time.Second}, {"near cache off", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, prefix := testenv.Redis(t)
+			api := startWarm(t, rc, prefix, 100, tc.nearTTL)
+			projector := cache.New(cache.NewRedis(rc, prefix), cache.Config{TTL: time.Minute, Prefix: prefix}, prometheus.NewRegistry(), logging.Discard())
+			ctx := testenv.Context(t, time.Minute)
+			k := api.c.Keys()
+			key, marker := k.Entry("p1", "conv", "u1"), k.ConversationMarker("p1", "u1")
+			var db rows
+			db.version.Store(5)
+			// The stream must be up before the commit, or the API process never hears of it.
+			eventually(t, 10*time.Second, "the marker stream is subscribed", func() bool {
+				return rc.PubSubNumSub(ctx, prefix+"marks").Val()[prefix+"marks"] > 0
+			})
+			if e, hit, err := api.c.Load(ctx, key, marker, nil, db.loader()); err != nil || hit || e.Version != 5 {
+				t.Fatalf("first Load = %+v, hit %v, %v; want a miss loading v5", e, hit, err)
+			}
+			db.version.Store(6)
+			projector.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 6}})
+			eventually(t, 5*time.Second, "the entry the API read is rebuilt at v6", func() bool {
+				e, hit := api.c.Get(ctx, key, marker)
+				return hit && e.Version == 6
+			})
+			if n := db.loads.Load(); n != 2 {
+				t.Errorf("loads = %d, want 2 (the reader's miss and one rebuild)", n)
+			}
+			if n := api.metric("convsync_cache_warm_refreshes_total", "result", "stored"); n != 1 {
+				t.Errorf("warm refreshes stored = %v, want 1", n)
+			}
+		})
+	}
+}
+
+// `convsync all`: the projector's hook and the read API share one cache (memory here);
+// the commit's own Invalidate rebuilds what was read, and a rebuild that reads rows older
+// than the marker (a lagging replica) never replaces the newer entry nor is served.
+func TestReadEntriesAreRebuiltInProcessAndNeverGoBack(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := cache.Defaults()
+	cfg.WarmKeys = 10
+	c := cache.New(cache.NewMemory(100), cfg, reg, logging.Discard())
+	ctx, cancel := context.WithCancel(testenv.Context(t, time.Minute))
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	p := nearProcess{c, reg}
+	k := c.Keys()
+	key, marker := k.Entry("p1", "list", "25", ""), k.PageMarker("p1")
+	var db rows
+	db.version.Store(10)
+	if _, _, err := c.Load(ctx, key, marker, nil, db.loader()); err != nil {
+		t.Fatal(err)
+	}
+	db.version.Store(11)
+	c.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 11}})
+	eventually(t, 5*time.Second, "rebuilt at v11", func() bool {
+		e, hit := c.Get(ctx, key, marker)
+		return hit && e.Version == 11
+	})
+
+	// The database answers with v11 still while the marker says 12: loaded twice (a load
+	// under way may predate the marker), then given up; v11 is not served under marker 12.
+	c.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 12}})
+	eventually(t, 5*time.Second, "the rebuild gives up on rows older than the marker", func() bool {
+		return p.metric("convsync_cache_warm_refreshes_total", "result", "older") == 1
+	})
+	if e, hit := c.Get(ctx, key, marker); hit {
+		t.Fatalf("v%d served under marker 12", e.Version)
+	}
+	if n := db.loads.Load(); n != 4 {
+		t.Errorf("loads = %d, want 4 (miss, rebuild, two tries at v12)", n)
+	}
+}
