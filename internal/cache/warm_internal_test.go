@@ -29,7 +29,7 @@ func TestWarmQueuesOnlyEntriesReadLatelyAndBehindTheirMarker(t *testing.T) {
 	load := func(context.Context) (Entry, error) { return Entry{}, nil }
 	w.touch("a", "m1", 5, load, t0)
 	w.touch("b", "m1", 5, load, t0.Add(-2*time.Minute)) // read long ago
-	w.touch("c", "m2", 5, load, t0)                    // past max: not kept
+	w.touch("c", "m2", 5, load, t0)                     // past max: not kept
 	if len(w.keys) != 2 {
 		t.Fatalf("kept %d entries, want 2 (max)", len(w.keys))
 	}
