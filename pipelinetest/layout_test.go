@@ -44,30 +44,43 @@ func under(path, dir string) bool {
 // layoutViolations returns the imports that break the layout rules, one sentence each:
 //   - a stage (ingest, processor, projector and their subpackages) never imports
 //     another stage: stages meet only through the topics and the contracts in schemas/;
-//   - internal/ is plumbing that knows no stage: no package under it imports a stage or
-//     pipelinetest;
+//   - internal/ is plumbing that knows no stage: no package under it imports a stage,
+//     app or pipelinetest;
 //   - schemas/ is the contract: it imports nothing of the module outside schemas/;
-//   - pipelinetest is test support: only test files import it.
+//   - pipelinetest is test support: only test files import it;
+//   - app is the one assembly of the roles, the one package that imports every stage:
+//     no stage imports it, and outside it and the command line (cmd/, whose jobs each
+//     use a stage) no package imports more than one stage, so nothing (pipelinetest
+//     included) wires stages together a second way.
 //
-// Test files of a stage may import other stages (a test of the whole pipeline does).
+// Test files may import other stages and app (a test of the whole pipeline does).
 func layoutViolations(pkgs []pkg) []string {
 	var out []string
 	for _, p := range pkgs {
+		var uses []string // the stages p imports
 		for _, imp := range p.Imports {
 			if !strings.HasPrefix(imp, module) {
 				continue
 			}
 			from, to := stageOf(p.ImportPath), stageOf(imp)
+			if to != "" && !slices.Contains(uses, to) {
+				uses = append(uses, to)
+			}
 			switch {
 			case from != "" && to != "" && from != to:
 				out = append(out, p.ImportPath+" (stage "+from+") imports "+imp+" (stage "+to+")")
-			case under(p.ImportPath, "internal") && (to != "" || under(imp, "pipelinetest")):
+			case from != "" && under(imp, "app"):
+				out = append(out, p.ImportPath+" (stage "+from+") imports the assembly "+imp)
+			case under(p.ImportPath, "internal") && (to != "" || under(imp, "pipelinetest") || under(imp, "app")):
 				out = append(out, p.ImportPath+" (plumbing) imports "+imp)
 			case under(p.ImportPath, "schemas") && !under(imp, "schemas"):
 				out = append(out, p.ImportPath+" (contract) imports "+imp)
 			case under(imp, "pipelinetest"):
 				out = append(out, p.ImportPath+" imports the test support "+imp+" outside its tests")
 			}
+		}
+		if len(uses) > 1 && stageOf(p.ImportPath) == "" && !under(p.ImportPath, "app") && !under(p.ImportPath, "cmd") {
+			out = append(out, p.ImportPath+" imports the stages "+strings.Join(uses, ", ")+": only app assembles stages")
 		}
 	}
 	return out
@@ -90,7 +103,7 @@ func TestStagesMeetOnlyThroughSchemas(t *testing.T) {
 		}
 		pkgs = append(pkgs, p)
 	}
-	for _, want := range []string{"processor", "projector", "schemas/deltas", "schemas/dlq", "internal/kafka"} {
+	for _, want := range []string{"app", "processor", "projector", "schemas/deltas", "schemas/dlq", "internal/kafka", "pipelinetest"} {
 		if !slices.ContainsFunc(pkgs, func(p pkg) bool { return p.ImportPath == module+"/"+want }) {
 			t.Fatalf("go list does not list %s/%s: the check would look at nothing", module, want)
 		}
@@ -118,6 +131,14 @@ func TestLayoutViolationsFindsEachBrokenRule(t *testing.T) {
 		{"schemas/dlq imports schemas", pkg{ImportPath: m("schemas/dlq"), Imports: []string{m("schemas"), "github.com/twmb/franz-go/pkg/kgo"}}, false},
 		{"the binary imports the test support", pkg{ImportPath: m("cmd/convsync"), Imports: []string{m("pipelinetest")}}, true},
 		{"a test imports the test support", pkg{ImportPath: m("projector"), XTestImports: []string{m("pipelinetest"), m("processor")}}, false},
+		{"the assembly imports every stage", pkg{ImportPath: m("app"), Imports: []string{m("ingest"), m("ingest/backfill"), m("processor"),
+			m("projector"), m("projector/readapi"), m("internal/kafka"), m("schemas")}}, false},
+		{"a stage imports the assembly", pkg{ImportPath: m("projector/readapi"), Imports: []string{m("app")}}, true},
+		{"plumbing imports the assembly", pkg{ImportPath: m("internal/server"), Imports: []string{m("app")}}, true},
+		{"the binary's jobs import the stages they run", pkg{ImportPath: m("cmd/convsync"), Imports: []string{m("app"), m("processor"), m("projector")}}, false},
+		{"test support wires two stages itself", pkg{ImportPath: m("pipelinetest"), Imports: []string{m("processor"), m("projector")}}, true},
+		{"test support starts roles through the assembly", pkg{ImportPath: m("pipelinetest"), Imports: []string{m("app"), m("projector"), m("schemas")}}, false},
+		{"a stage's test starts roles through the assembly", pkg{ImportPath: m("ingest/backfill"), XTestImports: []string{m("app"), m("pipelinetest")}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,18 +7,16 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/convsync/convsync/ingest"
-	"github.com/convsync/convsync/ingest/backfill"
-	"github.com/convsync/convsync/ingest/graph"
+	"github.com/convsync/convsync/app"
 	"github.com/convsync/convsync/internal/logging"
 )
 
 // runBackfill is `convsync backfill --all | --page ID ... [--full]`: Graph API history and
 // what webhooks missed, appended to the event log.
 func runBackfill(ctx context.Context, args []string) error {
-	s := defaults()
+	s := app.Defaults()
 	fs := flag.NewFlagSet("convsync backfill", flag.ContinueOnError)
-	b := bind(fs, &s)
+	b := app.Bind(fs, &s)
 	var all bool
 	var pages []string
 	fs.BoolVar(&all, "all", false, "every page with a token in facebook_pages")
@@ -44,34 +42,9 @@ func runBackfill(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	a := &app{s: &s, log: log, reg: nopRegistry()}
-	defer a.close()
-	job, err := a.backfillJob(ctx)
-	if err != nil {
-		return err
-	}
 	// The job reports on stderr: on a terminal a bar per page in progress above a bar of
 	// pages done, otherwise a line per page; then the summary (duration, pages,
 	// conversations, messages, Graph requests, throttling waits). A failed page makes the
 	// exit status non-zero.
-	_, err = job.Run(ctx, pages, os.Stderr)
-	return err
-}
-
-// backfillJob builds the backfill job of the app: a Graph client, the primary pool and a
-// Kafka appender.
-func (a *app) backfillJob(ctx context.Context) (*backfill.Job, error) {
-	gc, err := graph.New(a.s.Graph, nil, a.reg, a.log)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := a.primaryPool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := a.kafkaClient("backfill", ingest.ProducerOpts()...)
-	if err != nil {
-		return nil, err
-	}
-	return backfill.New(a.s.Backfill, gc, pool, ingest.NewKafkaAppender(cl), a.s.Kafka.EventsTopic, a.reg, a.log)
+	return app.Backfill(ctx, &s, log, pages, os.Stderr)
 }

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/convsync/convsync/app"
 )
 
 // Every setting the binary reads is in the README's configuration tables, with its
@@ -19,8 +21,8 @@ func TestREADMEConfigurationMatchesTheBinder(t *testing.T) {
 	}
 	text := string(readme)
 	fs := flag.NewFlagSet("convsync", flag.ContinueOnError)
-	s := defaults()
-	bind(fs, &s)
+	s := app.Defaults()
+	app.Bind(fs, &s)
 	bound := map[string]bool{}
 	envPattern := regexp.MustCompile(`\(env ([A-Z0-9_, ]+)\)( \(default .*\))?$`)
 	fs.VisitAll(func(f *flag.Flag) {

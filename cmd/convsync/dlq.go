@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/convsync/convsync/app"
 	"github.com/convsync/convsync/processor"
 )
 
@@ -27,9 +28,9 @@ func runDLQ(ctx context.Context, args []string) error {
 	if sub != "list" && sub != "requeue" {
 		return fmt.Errorf("unknown dlq command %q: want list or requeue", sub)
 	}
-	s := defaults()
+	s := app.Defaults()
 	fs := flag.NewFlagSet("convsync dlq "+sub, flag.ContinueOnError)
-	b := bind(fs, &s)
+	b := app.Bind(fs, &s)
 	var asJSON, all bool
 	var category string
 	var picks []string

@@ -1,6 +1,7 @@
 // Command convsync keeps Messenger conversations of many Facebook Pages in sync: one
 // binary, one subcommand per role, so one image serves every role and `all` runs them
-// together on one machine.
+// together on one machine. The roles are assembled by package app; this is the command
+// line: subcommands, their flags, signals, and the jobs and tools that are not roles.
 package main
 
 import (
@@ -12,6 +13,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/convsync/convsync/app"
 )
 
 // command is one subcommand.
@@ -21,15 +24,15 @@ type command struct {
 }
 
 func commands() map[string]command {
-	roleCmd := func(name string, roles ...role) func(context.Context, []string) error {
-		return func(ctx context.Context, args []string) error { return runRoles(ctx, name, args, roles...) }
+	roleCmd := func(name string, roles ...app.Role) func(context.Context, []string) error {
+		return func(ctx context.Context, args []string) error { return app.Run(ctx, name, args, roles...) }
 	}
 	return map[string]command{
-		"all":      {"run every role in one process", roleCmd("all", allRoles()...)},
-		"ingest":   {"receive Meta webhooks and append them to the event log", roleCmd("ingest", ingestRole)},
-		"process":  {"fold events into per-page deltas (Kafka transactions)", roleCmd("process", processRole)},
-		"project":  {"merge deltas into the Postgres read model", roleCmd("project", projectRole)},
-		"api":      {"serve the read API (cache-aside over Postgres)", roleCmd("api", apiRole)},
+		"all":      {"run every role in one process", roleCmd("all", app.AllRoles()...)},
+		"ingest":   {"receive Meta webhooks and append them to the event log", roleCmd("ingest", app.Ingest)},
+		"process":  {"fold events into per-page deltas (Kafka transactions)", roleCmd("process", app.Processor)},
+		"project":  {"merge deltas into the Postgres read model", roleCmd("project", app.Projector)},
+		"api":      {"serve the read API (cache-aside over Postgres)", roleCmd("api", app.API)},
 		"migrate":  {"apply database migrations and create Kafka topics; `migrate status` lists them", runMigrate},
 		"backfill": {"fetch history and missed messages from the Graph API into the event log (--all or --page ID)", runBackfill},
 		"dlq":      {"list dead letters with their reasons (dlq list), or send chosen ones back (dlq requeue)", runDLQ},

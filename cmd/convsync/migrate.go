@@ -10,23 +10,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/convsync/convsync/app"
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/pg"
 	"github.com/convsync/convsync/migrations"
 )
 
-func validatePG(s *settings) error    { return s.PG.Validate() }
-func validateKafka(s *settings) error { return s.Kafka.Validate() }
-
 // runMigrate applies the migrations and creates the topics, or with `status` lists both.
 func runMigrate(ctx context.Context, args []string) error {
-	s, err := parse("migrate", args, validatePG, validateKafka)
+	s, err := app.Parse("migrate", args, func(s *app.Settings) error { return s.PG.Validate() },
+		func(s *app.Settings) error { return s.Kafka.Validate() })
 	if err != nil {
 		return err
 	}
-	statusOnly := len(s.args) > 0 && s.args[0] == "status"
-	if len(s.args) > 0 && !statusOnly {
-		return fmt.Errorf("unknown argument %q: want nothing or `status`", s.args[0])
+	statusOnly := len(s.Args) > 0 && s.Args[0] == "status"
+	if len(s.Args) > 0 && !statusOnly {
+		return fmt.Errorf("unknown argument %q: want nothing or `status`", s.Args[0])
 	}
 
 	pool, err := pg.NewPool(ctx, s.PG, s.PG.URL)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/convsync/convsync/app"
 	"github.com/convsync/convsync/ingest"
 	"github.com/convsync/convsync/ingest/graph"
 	"github.com/convsync/convsync/internal/logging"
@@ -19,9 +20,9 @@ func runPages(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "import" {
 		return errors.New("usage: convsync pages import --user-token TOKEN (or env META_USER_TOKEN)")
 	}
-	s := defaults()
+	s := app.Defaults()
 	fs := flag.NewFlagSet("convsync pages import", flag.ContinueOnError)
-	b := bind(fs, &s)
+	b := app.Bind(fs, &s)
 	var userToken string
 	b.Secret(&userToken, "user-token", "a user access token of someone who manages the Pages", "META_USER_TOKEN")
 	if err := b.Err(); err != nil {

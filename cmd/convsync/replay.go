@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/convsync/convsync/app"
 	"github.com/convsync/convsync/internal/cache"
 	"github.com/convsync/convsync/internal/logging"
 	"github.com/convsync/convsync/internal/pg"
@@ -20,10 +21,10 @@ import (
 // runReplay rebuilds the read model from the event log into fresh tables and swaps them
 // in once caught up; the cache is flushed after the swap.
 func runReplay(ctx context.Context, args []string) error {
-	s := defaults()
+	s := app.Defaults()
 	rc := projector.ReplayDefaults()
 	fs := flag.NewFlagSet("convsync replay", flag.ContinueOnError)
-	b := bind(fs, &s)
+	b := app.Bind(fs, &s)
 	b.Int(&rc.Batch, "batch", "events folded and applied per transaction at most", "REPLAY_BATCH")
 	b.Bool(&rc.KeepOld, "keep-old", "keep the archived tables after the swap", "REPLAY_KEEP_OLD")
 	b.Bool(&rc.DryRun, "dry-run", "rebuild and report the differences, do not swap", "REPLAY_DRY_RUN")

@@ -24,7 +24,6 @@ import (
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/logging"
 	"github.com/convsync/convsync/internal/testenv"
-	"github.com/convsync/convsync/pipelinetest"
 	"github.com/convsync/convsync/projector"
 	"github.com/convsync/convsync/schemas"
 )
@@ -107,7 +106,7 @@ func newFixture(t *testing.T, scfg graphsim.Config, pageSize int, cfg Config) *f
 		t.Fatal(err)
 	}
 	pctx, cancel := context.WithCancel(ctx)
-	wait := pipelinetest.Pipeline(t, pctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), nil)
+	wait := StartPipeline(t, pctx, kc, pool)
 	t.Cleanup(func() { cancel(); wait() })
 	return &fixture{sim: sim, pool: pool, kc: kc, app: app, job: job, ctx: ctx}
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 // openCache opens the process's cache once (Redis, or memory) and makes the projector's
 // hook maintain it.
-func (a *app) openCache(ctx context.Context) (*cache.Cache, error) {
+func (a *Process) openCache(ctx context.Context) (*cache.Cache, error) {
 	if a.cache != nil {
 		return a.cache, nil
 	}
@@ -28,7 +28,7 @@ func (a *app) openCache(ctx context.Context) (*cache.Cache, error) {
 }
 
 // readPool is the pool the read API queries: DATABASE_READ_URL (a replica) when set.
-func (a *app) readPool(ctx context.Context) (*pgxpool.Pool, error) {
+func (a *Process) readPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if a.s.PG.ReadURL == "" {
 		return a.primaryPool(ctx)
 	}
@@ -43,11 +43,11 @@ func (a *app) readPool(ctx context.Context) (*pgxpool.Pool, error) {
 }
 
 var apiRole = role{
-	name: "api",
-	validate: []func(*settings) error{validatePG,
-		func(s *settings) error { return s.Cache.Validate() },
-		func(s *settings) error { return s.API.Validate() }},
-	start: func(ctx context.Context, a *app) error {
+	name: API,
+	validate: []func(*Settings) error{validatePG,
+		func(s *Settings) error { return s.Cache.Validate() },
+		func(s *Settings) error { return s.API.Validate() }},
+	start: func(ctx context.Context, a *Process) error {
 		c, err := a.openCache(ctx)
 		if err != nil {
 			return err

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"fmt"
@@ -12,15 +12,15 @@ import (
 )
 
 // kafkaOpts are the options of a client a component creates itself (processor,
-// projector): the role's client id and its metrics on the app's registry.
-func (a *app) kafkaOpts(role string) []kgo.Opt {
+// projector): the role's client id and its metrics on the process's registry.
+func (a *Process) kafkaOpts(role string) []kgo.Opt {
 	m := kprom.NewMetrics("convsync_kafka", kprom.Registerer(a.reg), kprom.WithClientLabel())
 	return []kgo.Opt{kgo.ClientID(a.s.Kafka.ClientID + "-" + role), kgo.WithHooks(m)}
 }
 
 // kafkaClient builds a client for one role, with its client id suffixed by the role and
-// its metrics (kprom) on the app's registry. It is closed when the app ends.
-func (a *app) kafkaClient(role string, opts ...kgo.Opt) (*kgo.Client, error) {
+// its metrics (kprom) on the process's registry. It is closed when the process ends.
+func (a *Process) kafkaClient(role string, opts ...kgo.Opt) (*kgo.Client, error) {
 	all := append(a.s.Kafka.Opts(), a.kafkaOpts(role)...)
 	cl, err := kgo.NewClient(append(all, opts...)...)
 	if err != nil {
@@ -32,7 +32,7 @@ func (a *app) kafkaClient(role string, opts ...kgo.Opt) (*kgo.Client, error) {
 
 // watchLag adds group to the process's consumer-lag collector, creating it (and its
 // admin client) the first time.
-func (a *app) watchLag(group string) error {
+func (a *Process) watchLag(group string) error {
 	if a.lag == nil {
 		cl, err := a.kafkaClient("admin")
 		if err != nil {

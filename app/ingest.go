@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -8,10 +8,10 @@ import (
 )
 
 var ingestRole = role{
-	name: "ingest",
-	validate: []func(*settings) error{validateKafka, func(s *settings) error { return s.Ingest.Validate() },
-		func(s *settings) error { return s.Graph.Validate() }, func(s *settings) error { return s.Backfill.Validate() }},
-	start: func(ctx context.Context, a *app) error {
+	name: Ingest,
+	validate: []func(*Settings) error{validateKafka, func(s *Settings) error { return s.Ingest.Validate() },
+		func(s *Settings) error { return s.Graph.Validate() }, func(s *Settings) error { return s.Backfill.Validate() }},
+	start: func(ctx context.Context, a *Process) error {
 		cl, err := a.kafkaClient("ingest", ingest.ProducerOpts()...)
 		if err != nil {
 			return err

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -20,9 +20,9 @@ import (
 	"github.com/convsync/convsync/projector/readapi"
 )
 
-// settings is every component's configuration. This file is the one place that maps
+// Settings is every component's configuration. This file is the one place that maps
 // flags and environment variables onto them; the README's configuration table follows it.
-type settings struct {
+type Settings struct {
 	Log       logging.Config
 	HTTP      server.Config
 	Kafka     kafka.Config
@@ -35,11 +35,12 @@ type settings struct {
 	Processor processor.Config
 	Projector projector.Config
 
-	args []string // positional arguments after the flags
+	Args []string // positional arguments after the flags (`convsync migrate status`)
 }
 
-func defaults() settings {
-	return settings{
+// Defaults returns every component's defaults, before flags and environment.
+func Defaults() Settings {
+	return Settings{
 		Log:       logging.Defaults(),
 		HTTP:      server.Defaults(),
 		Kafka:     kafka.Defaults(),
@@ -54,8 +55,9 @@ func defaults() settings {
 	}
 }
 
-// bind registers every flag of s on fs, with environment variables as defaults.
-func bind(fs *flag.FlagSet, s *settings) *config.Binder {
+// Bind registers every flag of s on fs, with environment variables as defaults; the
+// commands of cmd/convsync that are not roles add their own flags to fs.
+func Bind(fs *flag.FlagSet, s *Settings) *config.Binder {
 	b := config.NewBinder(fs, os.LookupEnv)
 	b.String(&s.Log.Level, "log-level", "log level: debug, info, warn, error", "LOG_LEVEL")
 	b.String(&s.Log.Format, "log-format", "log format: auto (text on a terminal), json, text", "LOG_FORMAT")
@@ -130,11 +132,12 @@ func bind(fs *flag.FlagSet, s *settings) *config.Binder {
 	return b
 }
 
-// parse binds, parses args and validates what cmd needs.
-func parse(name string, args []string, validate ...func(*settings) error) (*settings, error) {
-	s := defaults()
+// Parse binds every flag of `convsync name` onto the defaults, parses args (flags win
+// over environment variables) and validates what the command needs.
+func Parse(name string, args []string, validate ...func(*Settings) error) (*Settings, error) {
+	s := Defaults()
 	fs := flag.NewFlagSet("convsync "+name, flag.ContinueOnError)
-	b := bind(fs, &s)
+	b := Bind(fs, &s)
 	if err := b.Err(); err != nil {
 		return nil, err
 	}
@@ -142,14 +145,25 @@ func parse(name string, args []string, validate ...func(*settings) error) (*sett
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		s.args = fs.Args()
+		s.Args = fs.Args()
 	}
-	var errs []error
-	for _, v := range validate {
-		errs = append(errs, v(&s))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("invalid configuration: %w", err)
+	if err := check(&s, validate); err != nil {
+		return nil, err
 	}
 	return &s, nil
 }
+
+// check runs every validation over s and reports all that fail at once.
+func check(s *Settings, validate []func(*Settings) error) error {
+	var errs []error
+	for _, v := range validate {
+		errs = append(errs, v(s))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return nil
+}
+
+func validatePG(s *Settings) error    { return s.PG.Validate() }
+func validateKafka(s *Settings) error { return s.Kafka.Validate() }
