@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -59,7 +58,7 @@ var processRole = role{
 var projectRole = role{
 	name: Projector,
 	validate: []func(*Settings) error{validateKafka, validatePG, func(s *Settings) error { return s.Projector.Validate() },
-		func(s *Settings) error { return s.Cache.Validate() }, validateRefresh},
+		func(s *Settings) error { return s.Cache.Validate() }},
 	start: func(ctx context.Context, a *Process) error {
 		pool, err := a.primaryPool(ctx)
 		if err != nil {
@@ -72,13 +71,9 @@ var projectRole = role{
 		if err != nil {
 			return err
 		}
-		hook := readapi.Hook(c)
-		if a.s.API.RefreshMax > 0 {
-			r := readapi.NewRefresher(pool, c, a.s.API.DefaultLimit, a.s.API.RefreshMax, a.log)
-			a.g.Go(func() error { return r.Run(ctx) })
-			hook = r.Hook()
-		}
-		return a.startProjector(ctx, pool, hook)
+		// Markers only: the read API keeps what it reads warm itself (cache.Config.WarmKeys),
+		// so cache upkeep costs the commit path one round trip to the store.
+		return a.startProjector(ctx, pool, readapi.Hook(c))
 	},
 }
 
@@ -93,16 +88,5 @@ func (a *Process) startProjector(ctx context.Context, pool *pgxpool.Pool, hook p
 		return err
 	}
 	a.g.Go(func() error { return p.Run(ctx) })
-	return nil
-}
-
-// validateRefresh checks what the projector's cache refresh takes from the API's config.
-func validateRefresh(s *Settings) error {
-	switch {
-	case s.API.DefaultLimit < 1 || s.API.DefaultLimit > s.API.MaxLimit:
-		return fmt.Errorf("API_DEFAULT_LIMIT must be between 1 and API_MAX_LIMIT (%d), got %d", s.API.MaxLimit, s.API.DefaultLimit)
-	case s.API.RefreshMax < 0:
-		return fmt.Errorf("API_CACHE_REFRESH_MAX must not be negative, got %d", s.API.RefreshMax)
-	}
 	return nil
 }

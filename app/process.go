@@ -190,10 +190,13 @@ func start(ctx context.Context, s *Settings, log *slog.Logger, o Options, roles 
 	g, gctx := errgroup.WithContext(ctx)
 	own := *s // the roles adjust the process's copy
 	a := &Process{s: &own, log: log, reg: reg, srv: srv, g: g, o: o, cancel: cancel, done: gctx.Done()}
-	if !slices.ContainsFunc(roles, func(r role) bool { return r.name == API }) {
-		// Only the read API reads the cache: a process without it keeps no near copy
-		// (and does not subscribe to the marker channel for one).
-		a.s.Cache.NearTTL = 0
+	if slices.ContainsFunc(roles, func(r role) bool { return r.name == API }) {
+		// The read API keeps the entries it serves warm (internal/cache/warm.go).
+		a.s.Cache.WarmKeys = a.s.API.RefreshMax
+	} else {
+		// Only the read API reads the cache: a process without it keeps no near copy or
+		// warm entries (and does not subscribe to the marker channel for them).
+		a.s.Cache.NearTTL, a.s.Cache.WarmKeys = 0, 0
 	}
 	for _, r := range roles {
 		if err := r.start(gctx, a); err != nil {

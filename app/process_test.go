@@ -88,6 +88,21 @@ func TestStartAllRolesServesAWebhookBackThroughTheReadAPI(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
 
+	// The conversation was read: a second message rebuilds its entry in the background
+	// (the read API keeps what it serves warm; the projector only raises markers).
+	body = bytes.Replace(body, []byte(`"mid":"m_app","text":"through app"`), []byte(`"mid":"m_app_2","text":"kept warm"`), 1)
+	req, _ = http.NewRequest(http.MethodPost, base+"/api/webhook", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Hub-Signature-256", loadgen.Sign("app-secret", body))
+	if code, _ := do(t, req); code != http.StatusOK {
+		t.Fatalf("second POST /api/webhook = %d, want 200", code)
+	}
+	for deadline := time.Now().Add(30 * time.Second); warmStored(t, reg) < 1; time.Sleep(50 * time.Millisecond) { // polling a condition with a deadline
+		if time.Now().After(deadline) {
+			t.Fatal("the conversation the read API served was not rebuilt after a second message within 30s")
+		}
+	}
+
 	req, _ = http.NewRequest(http.MethodGet, base+"/readyz", nil)
 	code, got := do(t, req)
 	var ready struct{ Checks map[string]string }
@@ -114,6 +129,26 @@ func TestStartAllRolesServesAWebhookBackThroughTheReadAPI(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Wait() did not return within 30s of the context's end")
 	}
+}
+
+// warmStored is convsync_cache_warm_refreshes_total{result="stored"} in reg.
+func warmStored(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "convsync_cache_warm_refreshes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == "stored" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func do(t *testing.T, req *http.Request) (int, string) {

@@ -127,7 +127,7 @@ func Bind(fs *flag.FlagSet, s *Settings) *config.Binder {
 	b.Secrets(&s.API.Tokens, "api-tokens", "bearer tokens the read API accepts, comma-separated", "API_TOKENS")
 	b.Int(&s.API.DefaultLimit, "api-default-limit", "items per page when no limit is given", "API_DEFAULT_LIMIT")
 	b.Int(&s.API.MaxLimit, "api-max-limit", "largest limit accepted", "API_MAX_LIMIT")
-	b.Int(&s.API.RefreshMax, "api-cache-refresh-max", "conversations whose default view the projector rebuilds in the cache after each batch (0: only invalidate)", "API_CACHE_REFRESH_MAX")
+	b.Int(&s.API.RefreshMax, "api-cache-refresh-max", "entries the read API keeps warm: one it served in the last minute is rebuilt in the background when its page or conversation changes (0: none; a change only invalidates)", "API_CACHE_REFRESH_MAX")
 	b.Duration(&s.API.MaxAge, "api-cache-max-age", "Cache-Control max-age of read API answers (for CDNs)", "API_CACHE_MAX_AGE")
 	return b
 }

@@ -54,8 +54,8 @@ func (c Config) Validate() error {
 }
 
 // Hook is called after each commit with what the batch touched, for cache maintenance.
-// It runs on the writer's goroutine, before the next transaction: keep it short and
-// queue slow work (readapi.Refresher does).
+// It runs on the writer's goroutine, before the next transaction: keep it short (readapi.Hook
+// raises the cache markers in one round trip; the read API rebuilds entries itself).
 type Hook func(ctx context.Context, t Touched)
 
 // Projector consumes the deltas topic into the read model.

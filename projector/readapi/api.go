@@ -40,14 +40,14 @@ type Config struct {
 	DefaultLimit int           // API_DEFAULT_LIMIT
 	MaxLimit     int           // API_MAX_LIMIT
 	MaxAge       time.Duration // API_CACHE_MAX_AGE: Cache-Control max-age for the client's cache
-	// RefreshMax (API_CACHE_REFRESH_MAX) bounds the conversations whose default view the
-	// projector rebuilds in the cache after each batch; 0 only invalidates.
+	// RefreshMax (API_CACHE_REFRESH_MAX) bounds the entries the read API keeps warm
+	// (cache.Config.WarmKeys, set from it where the API runs); 0 keeps none.
 	RefreshMax int
 }
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
-	return Config{DefaultLimit: 25, MaxLimit: 100, MaxAge: 2 * time.Second, RefreshMax: 256}
+	return Config{DefaultLimit: 25, MaxLimit: 100, MaxAge: 2 * time.Second, RefreshMax: 10_000}
 }
 
 // Validate reports the first invalid value, naming its variable.

@@ -39,12 +39,15 @@ type env struct {
 }
 
 // setup projects a few random histories into a fresh schema and serves the API over it
-// with the given cache store.
-func setup(t *testing.T, store cache.Store, prefix string) *env {
+// with the given cache store; opts change the cache's configuration.
+func setup(t *testing.T, store cache.Store, prefix string, opts ...func(*cache.Config)) *env {
 	t.Helper()
 	pool, _ := testenv.Postgres(t)
 	ccfg := cache.Defaults()
 	ccfg.Prefix = prefix
+	for _, o := range opts {
+		o(&ccfg)
+	}
 	c := cache.New(store, ccfg, prometheus.NewRegistry(), logging.Discard())
 	cfg := readapi.Defaults()
 	cfg.Tokens = []string{token}
@@ -444,37 +447,50 @@ func TestReadReplicaServesReads(t *testing.T) {
 	}
 }
 
-// The refreshing hook rebuilds the default view of what a batch touched: the read right
-// after a write is a hit, with the new data.
-func TestRefresherKeepsWrittenConversationsWarm(t *testing.T) {
+// What the API read is kept warm: the projector's hook only raises markers, and the
+// read API's cache rebuilds the entries it served lately whose marker rose, so the read
+// right after a write is a hit with the new data; a conversation nobody read is not
+// rebuilt.
+func TestReadConversationsAreKeptWarmAfterWrites(t *testing.T) {
 	t.Parallel()
 	rc, prefix := testenv.Redis(t)
-	e := setup(t, cache.NewRedis(rc, prefix), prefix)
-	r := readapi.NewRefresher(e.pool, e.c, readapi.Defaults().DefaultLimit, 10, logging.Discard())
+	e := setup(t, cache.NewRedis(rc, prefix), prefix, func(c *cache.Config) { c.WarmKeys = 10 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = r.Run(ctx) }()
-	e.hook = r.Hook()
+	go func() { _ = e.c.Run(ctx) }()
 	page := e.pages[0]
-	conv := firstConversation(e.refs, page)
+	conv, unread := firstConversation(e.refs, page), ""
+	for _, c := range e.refs.Conversations {
+		if c.PageID == page && c.PSID != conv {
+			unread = c.PSID
+		}
+	}
+	if unread == "" {
+		t.Fatal("the fixture has one conversation on the page; want two")
+	}
 	path := "/v1/pages/" + page + "/conversations/" + conv
 	e.get(t, path)
+	e.apply(t, newMessage(page, unread, "m_cold_1", "nobody reads this"))
 	e.apply(t, newMessage(page, conv, "m_warm_1", "kept warm"))
-	// The refresh runs beside the projector: the entry is rebuilt without any reader. Look
-	// at the cache itself, so the check does not fill it.
+	// The rebuild runs beside the projector: the entry is rebuilt without any reader.
+	// Look at the cache itself, so the check does not fill it.
 	k := e.c.Keys()
-	key := k.Entry(page, "conv", conv, strconv.Itoa(readapi.Defaults().DefaultLimit), "")
+	lim := strconv.Itoa(readapi.Defaults().DefaultLimit)
+	key := k.Entry(page, "conv", conv, lim, "")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if en, ok := e.c.Get(context.Background(), key, k.ConversationMarker(page, conv)); ok && strings.Contains(string(en.Value), "kept warm") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the refresher did not put the conversation's new view in the cache within 10s")
+			t.Fatal("the read conversation's new view was not put in the cache within 10s")
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
 	}
 	if r := e.get(t, path); r.status != 200 || r.header.Get("X-Cache") != "hit" || !strings.Contains(string(r.body), "kept warm") {
-		t.Fatalf("GET after a refreshed write = %d, X-Cache %q; want a hit with the new message", r.status, r.header.Get("X-Cache"))
+		t.Fatalf("GET after a write = %d, X-Cache %q; want a hit with the new message", r.status, r.header.Get("X-Cache"))
+	}
+	if _, ok := e.c.Get(context.Background(), k.Entry(page, "conv", unread, lim, ""), k.ConversationMarker(page, unread)); ok {
+		t.Error("a conversation nobody read was put in the cache")
 	}
 }

@@ -94,7 +94,8 @@ func newAPIServer(b *testing.B, pool *pgxpool.Pool, store cache.Store, prefix st
 	b.Helper()
 	reg := prometheus.NewRegistry()
 	ccfg := cache.Defaults()
-	ccfg.Prefix, ccfg.NearTTL = prefix, nearTTL
+	// As the binary's read API has it: the entries it serves kept warm.
+	ccfg.Prefix, ccfg.NearTTL, ccfg.WarmKeys = prefix, nearTTL, readapi.Defaults().RefreshMax
 	c := cache.New(store, ccfg, reg, logging.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -273,9 +274,7 @@ func hitRateWhileWriting(b *testing.B, pool *pgxpool.Pool, paths []string, rc *r
 	kc := testenv.Kafka(b, 12)
 	s := newAPIServer(b, pool, cache.NewRedis(rc, prefix+"hr:"), prefix+"hr:", cache.Defaults().NearTTL)
 	ctx, cancel := context.WithCancel(context.Background())
-	refresher := readapi.NewRefresher(pool, s.c, readapi.Defaults().DefaultLimit, readapi.Defaults().RefreshMax, logging.Discard())
-	go func() { _ = refresher.Run(ctx) }()
-	stop := pipelinetest.Pipeline(b, ctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), refresher.Hook())
+	stop := pipelinetest.Pipeline(b, ctx, kc, pool, prometheus.NewRegistry(), prometheus.NewRegistry(), readapi.Hook(s.c))
 	defer func() { cancel(); stop() }()
 	hook := pipelinetest.Webhook(b, kc)
 	// Warm the cache, then read while the loadgen writes to the same 10,000 conversations.
