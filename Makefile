@@ -66,12 +66,14 @@ fuzz:
 
 # Every benchmark against the real services. Micro benchmarks (BENCH narrows them) run
 # with Go's default time; load benchmarks (BenchmarkLoad*, LOADBENCH narrows them) are
-# bounded runs that report their own rates and percentiles, so one iteration each.
+# bounded runs that report their own rates and percentiles, so one iteration each, one
+# package at a time (-p 1: two packages' loads on the same cores would measure each other).
+# services-up installs what they drive the binary with: wrk and redis-benchmark.
 BENCH ?= .
 LOADBENCH ?= ^BenchmarkLoad
 bench: services-up build
 	$(ENV) $(GO) test -run='^$$' -bench='$(BENCH)' -skip='^BenchmarkLoad' -timeout 30m ./...
-	$(ENV) $(GO) test -run='^$$' -bench='$(LOADBENCH)' -benchtime=1x -timeout 30m ./...
+	$(ENV) $(GO) test -p 1 -run='^$$' -bench='$(LOADBENCH)' -benchtime=1x -timeout 30m ./...
 
 # The first-run demo: migrations, `convsync all`, the Graph API simulator with a small data
 # set, a backfill, and a gentle stream of signed webhooks (deploy/local/run.sh). Demo

@@ -53,7 +53,7 @@ install() {
   [ -n "$(pg_bin)" ] || pkgs+=(postgresql)
   have psql || pkgs+=(postgresql-client)
   have redis-server || pkgs+=(redis-server)
-  have redis-cli || pkgs+=(redis-tools)
+  { have redis-cli && have redis-benchmark; } || pkgs+=(redis-tools) # redis-benchmark: the read benchmark's reference
   have kcat || pkgs+=(kcat)
   have java || pkgs+=(openjdk-17-jre-headless)
   have mvn || pkgs+=(maven)
