@@ -48,7 +48,7 @@ func newFixture(t *testing.T, brokers []string, topic string, timeout time.Durat
 	cfg.MaxBodyBytes = 64 << 10
 	reg := prometheus.NewRegistry()
 	logs := &bytes.Buffer{}
-	w, err := New(cfg, topic, NewKafkaAppender(cl), reg, slog.New(slog.NewJSONHandler(&syncWriter{w: logs}, nil)))
+	w, err := New(cfg, topic, NewKafkaAppender(cl), reg, slog.New(slog.NewJSONHandler(&syncWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestSignedRequestAppendsRecordsToRealKafka(t *testing.T) {
 		}
 	}
 	if !strings.Contains(logs, `"outcome":"ok"`) || !strings.Contains(logs, `"events":3`) {
-		t.Errorf("logs lack the per-request line with outcome and events:\n%s", logs)
+		t.Errorf("logs at debug lack the per-request line with outcome and events:\n%s", logs)
 	}
 	if got := testutil.ToFloat64(counterOf(f.reg, "convsync_webhook_events_total", "type", "message")); got != 6 {
 		t.Errorf("convsync_webhook_events_total{type=message} = %v, want 6", got)
