@@ -74,6 +74,8 @@ func Bind(fs *flag.FlagSet, s *Settings) *config.Binder {
 	b.String(&s.Kafka.DLQTopic, "dlq-topic", "dead-letter topic", "KAFKA_DLQ_TOPIC")
 	b.Int(&s.Kafka.Partitions, "kafka-partitions", "partitions of each topic that convsync migrate creates", "KAFKA_PARTITIONS")
 	b.Duration(&s.Kafka.SessionTimeout, "kafka-session-timeout", "how long a consumer group waits for a crashed member before reassigning its partitions", "KAFKA_SESSION_TIMEOUT")
+	b.Duration(&s.Kafka.FetchMaxWait, "kafka-fetch-max-wait", "longest a consumer's fetch waits for KAFKA_FETCH_MIN_BYTES: fewer, larger batches at low rates (CPU) against up to this much latency a stage", "KAFKA_FETCH_MAX_WAIT")
+	b.Int(&s.Kafka.FetchMinBytes, "kafka-fetch-min-bytes", "bytes a consumer's fetch waits for, at most KAFKA_FETCH_MAX_WAIT", "KAFKA_FETCH_MIN_BYTES")
 	b.Int(&s.Kafka.ReplicationFactor, "kafka-replication-factor", "replication factor of each topic that convsync migrate creates", "KAFKA_REPLICATION_FACTOR")
 
 	b.Secret(&s.PG.URL, "database-url", "PostgreSQL connection string (primary)", "DATABASE_URL")

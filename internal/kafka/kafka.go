@@ -31,6 +31,14 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a member that stopped heartbeating
 	// (a crashed process) before giving its partitions to others.
 	SessionTimeout time.Duration // KAFKA_SESSION_TIMEOUT
+	// FetchMaxWait and FetchMinBytes batch what the consumers (processor, projector) fetch:
+	// the broker answers a fetch once FetchMinBytes are there or FetchMaxWait has passed.
+	// At a few thousand events a second a fetch for every record or two, and the small
+	// transactions and commits that follow, cost more CPU than the events themselves
+	// (issue 12: 1.52 against 1.21 CPU s per 1,000 events at 1,000/s); under a backlog the
+	// bytes are there at once and nothing waits. 0 leaves franz-go's default (1 byte, 5 s).
+	FetchMaxWait  time.Duration // KAFKA_FETCH_MAX_WAIT
+	FetchMinBytes int           // KAFKA_FETCH_MIN_BYTES
 }
 
 // Defaults returns the configuration used when nothing is set.
@@ -44,6 +52,8 @@ func Defaults() Config {
 		Partitions:        12,
 		ReplicationFactor: 1,
 		SessionTimeout:    45 * time.Second,
+		FetchMaxWait:      10 * time.Millisecond,
+		FetchMinBytes:     64 << 10,
 	}
 }
 
@@ -60,6 +70,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("KAFKA_REPLICATION_FACTOR must be at least 1, got %d", c.ReplicationFactor)
 	case c.SessionTimeout < 6*time.Second || c.SessionTimeout > 30*time.Minute:
 		return fmt.Errorf("KAFKA_SESSION_TIMEOUT must be between 6s (the broker's minimum) and 30m, got %s", c.SessionTimeout)
+	case c.FetchMaxWait != 0 && (c.FetchMaxWait < 10*time.Millisecond || c.FetchMaxWait > 5*time.Second):
+		return fmt.Errorf("KAFKA_FETCH_MAX_WAIT must be between 10ms (franz-go's minimum) and 5s, got %s", c.FetchMaxWait)
+	case c.FetchMinBytes < 0 || c.FetchMinBytes > 16<<20:
+		return fmt.Errorf("KAFKA_FETCH_MIN_BYTES must be between 0 and 16777216, got %d", c.FetchMinBytes)
 	}
 	return nil
 }
@@ -69,6 +83,12 @@ func (c Config) Opts() []kgo.Opt {
 	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(c.ClientID)}
 	if c.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(c.SessionTimeout))
+	}
+	if c.FetchMaxWait > 0 {
+		opts = append(opts, kgo.FetchMaxWait(c.FetchMaxWait))
+	}
+	if c.FetchMinBytes > 0 {
+		opts = append(opts, kgo.FetchMinBytes(int32(c.FetchMinBytes)))
 	}
 	return opts
 }

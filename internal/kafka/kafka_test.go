@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/convsync/convsync/internal/kafka"
 	"github.com/convsync/convsync/internal/testenv"
@@ -74,6 +75,8 @@ func TestConfigValidateNamesTheVariable(t *testing.T) {
 		{func(c *kafka.Config) { c.Brokers = nil }, "KAFKA_BROKERS"},
 		{func(c *kafka.Config) { c.Partitions = 0 }, "KAFKA_PARTITIONS"},
 		{func(c *kafka.Config) { c.ReplicationFactor = 0 }, "KAFKA_REPLICATION_FACTOR"},
+		{func(c *kafka.Config) { c.FetchMaxWait = time.Millisecond }, "KAFKA_FETCH_MAX_WAIT"},
+		{func(c *kafka.Config) { c.FetchMinBytes = -1 }, "KAFKA_FETCH_MIN_BYTES"},
 	}
 	for _, tt := range tests {
 		c := kafka.Defaults()
@@ -81,5 +84,31 @@ func TestConfigValidateNamesTheVariable(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Validate() = %v, want an error naming %s", err, tt.want)
 		}
+	}
+}
+
+// Every client built from Opts batches its fetches as configured; 0 leaves franz-go's
+// default.
+func TestOptsCarryTheFetchBatching(t *testing.T) {
+	c := kafka.Defaults()
+	cl, err := kgo.NewClient(c.Opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if got := cl.OptValue(kgo.FetchMaxWait); got != 10*time.Millisecond {
+		t.Errorf("FetchMaxWait = %v, want 10ms", got)
+	}
+	if got := cl.OptValue(kgo.FetchMinBytes); got != int32(64<<10) {
+		t.Errorf("FetchMinBytes = %v, want 65536", got)
+	}
+	c.FetchMaxWait, c.FetchMinBytes = 0, 0
+	off, err := kgo.NewClient(c.Opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	if got := off.OptValue(kgo.FetchMinBytes); got != int32(1) {
+		t.Errorf("FetchMinBytes with 0 = %v, want franz-go's 1", got)
 	}
 }
