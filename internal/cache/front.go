@@ -305,7 +305,23 @@ func (c *Cache) loadShared(ctx context.Context, key, marker string, load Loader)
 // not grow memory) and the generation rises, so this process checks every entry against
 // the database again before serving it; other processes' checks end within
 // MaxStaleness.
+//
+// With warm entries, a marker that passes an entry this process read lately rises only
+// once that entry is rebuilt (in the background, PrebuildTimeout at most): its readers
+// keep hitting the entry before the commit meanwhile, and then hit the new one, instead
+// of missing in between (warm.go).
 func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
+	if len(marks) == 0 {
+		return
+	}
+	if c.warm != nil {
+		marks = c.prebuild(marks)
+	}
+	c.raise(ctx, marks)
+}
+
+// raise raises marks now: in this process's near cache and in the store.
+func (c *Cache) raise(ctx context.Context, marks []Mark) {
 	if len(marks) == 0 {
 		return
 	}
@@ -313,9 +329,6 @@ func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {
 		c.near.mark(marks) // this process at once; others through the store's stream
 	}
 	err := c.store.Mark(ctx, marks, 2*c.ttl)
-	if c.warm != nil {
-		c.warm.marked(marks, c.now()) // after the store has them: a rebuild is not refused
-	}
 	if errors.Is(err, ErrPublish) {
 		// Raised in Redis; only other processes' near caches did not hear of it (their
 		// entries still end within CACHE_NEAR_TTL). Not a reason to distrust the cache.

@@ -6,17 +6,25 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 )
 
 // Keeping read entries warm. A commit raises markers and nothing more: the projector
 // rebuilds no view, so keeping the cache current costs the ingest→commit path one
 // pipelined round trip to the store. The process that reads (the read API) remembers the
-// entries it served lately and how it built each; when a marker rises past such an
-// entry, in this process or (through the store's marker stream) in another, it rebuilds
-// the entry in the background with the same loader and stores it under the usual
-// version rule. Readers of hot keys then hit again without waiting for a miss, and keys
-// nobody reads cost nothing. An entry counts as read lately for WarmFor after its last
-// read; at most WarmKeys are kept (a key read while the set is full is not kept warm).
+// entries it served lately and how it built each. An entry counts as read lately for
+// WarmFor after its last read; at most WarmKeys are kept (a key read while the set is
+// full is not kept warm). Keys nobody reads cost nothing.
+//
+// When the projector runs in the same process (`convsync all`), a marker that passes an
+// entry read lately is held back: the entry is rebuilt first (in the background, with the
+// same loader, stored under the version rule: its version is newer than the entry's and
+// at least the marker's old one), and the marker rises after it, or after
+// PrebuildTimeout whatever happened. Readers keep hitting the entry from before the
+// commit for those few milliseconds and then hit the new one: no miss in between. It is
+// the same as the commit landing that much later for those readers, never older than
+// before the commit, and bounded. When the marker was raised elsewhere (heard on the
+// store's marker stream), the entry is rebuilt after it; its readers miss until then.
 
 // Loader builds an entry from the database.
 type Loader func(ctx context.Context) (Entry, error)
@@ -27,8 +35,21 @@ type Loader func(ctx context.Context) (Entry, error)
 const warmConcurrency = 2
 
 // warmQueue bounds the entries waiting for a rebuild; past it a rebuild is dropped (the
-// entry is rebuilt by its next reader instead).
+// entry is rebuilt by its next reader instead). Commits whose markers wait for rebuilds
+// are bounded the same way: past it the markers rise at once.
 const warmQueue = 1024
+
+// PrebuildTimeout bounds how long a commit's marker waits for the rebuild of an entry
+// read lately: after it the marker rises whatever the rebuild did.
+const PrebuildTimeout = 250 * time.Millisecond
+
+// held is a commit's markers waiting for the rebuild of the entries read lately that they
+// pass.
+type held struct {
+	marks   []Mark
+	entries []*hot
+	at      time.Time // when the commit raised them
+}
 
 // hot is an entry read lately.
 type hot struct {
@@ -47,13 +68,14 @@ type warm struct {
 	keys     map[string]*hot
 	byMarker map[string]map[string]*hot
 	queue    chan *hot
+	held     chan held
 	results  *prometheus.CounterVec
 	size     prometheus.Gauge
 }
 
 func newWarm(max int, hotFor time.Duration, reg prometheus.Registerer) *warm {
 	w := &warm{max: max, hotFor: hotFor, keys: map[string]*hot{}, byMarker: map[string]map[string]*hot{},
-		queue: make(chan *hot, warmQueue),
+		queue: make(chan *hot, warmQueue), held: make(chan held, warmQueue),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "convsync_cache_warm_refreshes_total",
 			Help: "Rebuilds of entries read lately after their marker rose, by result: stored, rejected (something newer was there), older (the database gave rows older than the marker: a lagging replica; the next reader loads it), error, dropped (the queue was full).",
@@ -114,6 +136,51 @@ func (w *warm) marked(marks []Mark, now time.Time) {
 	}
 }
 
+// split sorts a commit's marks: those that pass an entry read lately (hot), with those
+// entries, and the rest.
+func (w *warm) split(marks []Mark, now time.Time) (passing []Mark, entries []*hot, cold []Mark) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := map[*hot]bool{}
+	for _, m := range marks {
+		passes := false
+		for _, h := range w.byMarker[m.Key] {
+			if m.Version <= h.version || now.Sub(h.read) > w.hotFor {
+				continue
+			}
+			passes = true
+			h.want = max(h.want, m.Version)
+			if !seen[h] {
+				seen[h] = true
+				entries = append(entries, h)
+			}
+		}
+		if passes {
+			passing = append(passing, m)
+		} else {
+			cold = append(cold, m)
+		}
+	}
+	return passing, entries, cold
+}
+
+// prebuild holds back the marks that pass entries read lately until those are rebuilt
+// (runWarm raises them) and returns the marks to raise now.
+func (c *Cache) prebuild(marks []Mark) []Mark {
+	now := c.now()
+	passing, entries, cold := c.warm.split(marks, now)
+	if len(passing) == 0 {
+		return cold
+	}
+	select {
+	case c.warm.held <- held{marks: passing, entries: entries, at: time.Now()}: // a real clock: the deadline is one
+		return cold
+	default:
+		c.warm.results.WithLabelValues("dropped").Add(float64(len(entries)))
+		return marks
+	}
+}
+
 // take returns what a queued entry's rebuild needs and clears its place in the queue:
 // a marker raised from now on queues it again.
 func (w *warm) take(h *hot) (load Loader, want int64) {
@@ -167,6 +234,8 @@ func (c *Cache) runWarm(ctx context.Context) {
 					return
 				case h := <-c.warm.queue:
 					c.rebuild(ctx, h)
+				case hd := <-c.warm.held:
+					c.rebuildThenRaise(ctx, hd)
 				}
 			}
 		})
@@ -174,11 +243,34 @@ func (c *Cache) runWarm(ctx context.Context) {
 	wg.Wait()
 }
 
+// rebuildThenRaise rebuilds the entries a commit's held marks pass, then raises them;
+// PrebuildTimeout after the commit it raises them whatever the rebuilds did (a rebuild
+// gives up when its query is cancelled).
+func (c *Cache) rebuildThenRaise(ctx context.Context, hd held) {
+	rctx, cancel := context.WithDeadline(ctx, hd.at.Add(PrebuildTimeout))
+	var g errgroup.Group
+	g.SetLimit(warmConcurrency)
+	for _, h := range hd.entries {
+		g.Go(func() error {
+			if rctx.Err() == nil {
+				c.rebuild(rctx, h)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	cancel()
+	// Raised even when ctx has ended: a marker must never stay behind its commit.
+	mctx, mcancel := context.WithTimeout(context.WithoutCancel(ctx), c.staleness)
+	defer mcancel()
+	c.raise(mctx, hd.marks)
+}
+
 // rebuild loads h's entry again and stores it. A load already under way for a reader
 // may have read the rows before the marker rose: then it is loaded once more.
 func (c *Cache) rebuild(ctx context.Context, h *hot) {
 	load, want := c.warm.take(h)
-	ctx, cancel := context.WithTimeout(ctx, 2*c.staleness)
+	ctx, cancel := context.WithTimeout(ctx, PrebuildTimeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		e, stored, err := c.loadShared(ctx, h.key, h.marker, load)

@@ -121,3 +121,68 @@ func TestReadEntriesAreRebuiltInProcessAndNeverGoBack(t *testing.T) {
 		t.Errorf("loads = %d, want 4 (miss, rebuild, two tries at v12)", n)
 	}
 }
+
+// In the projector's own process a commit's marker over an entry read lately rises only
+// once the entry is rebuilt: readers hit the entry from before the commit meanwhile, then
+// the new one, and never miss; a rebuild that does not finish holds the marker back for
+// PrebuildTimeout at most.
+func TestMarkersOverReadEntriesRiseAfterTheirRebuild(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := cache.Defaults()
+	cfg.WarmKeys = 10
+	c := cache.New(cache.NewMemory(100), cfg, reg, logging.Discard())
+	ctx, cancel := context.WithCancel(testenv.Context(t, time.Minute))
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	p := nearProcess{c, reg}
+	k := c.Keys()
+	key, marker := k.Entry("p1", "conv", "u1"), k.ConversationMarker("p1", "u1")
+	var version atomic.Int64
+	version.Store(1)
+	gate := make(chan struct{})
+	load := func(ctx context.Context) (cache.Entry, error) {
+		v := version.Load()
+		if v > 1 {
+			select { // the rebuild waits until the test lets it go
+			case <-gate:
+			case <-ctx.Done():
+				return cache.Entry{}, ctx.Err()
+			}
+		}
+		return cache.Entry{Version: v, Value: []byte("v" + strconv.FormatInt(v, 10))}, nil
+	}
+	if _, _, err := c.Load(ctx, key, marker, nil, load); err != nil {
+		t.Fatal(err)
+	}
+	misses := func() float64 { return p.metric("convsync_cache_requests_total", "result", "miss") }
+	before := misses()
+
+	version.Store(2)
+	c.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 2}})
+	if e, hit := c.Get(ctx, key, marker); !hit || e.Version != 1 {
+		t.Fatalf("Get while the rebuild runs = v%d, hit %v; want the entry from before the commit", e.Version, hit)
+	}
+	close(gate)
+	eventually(t, 5*time.Second, "the rebuilt entry is served", func() bool {
+		e, hit := c.Get(ctx, key, marker)
+		return hit && e.Version == 2
+	})
+	if n := misses() - before; n != 0 {
+		t.Errorf("%v misses across the commit, want none", n)
+	}
+
+	// A rebuild that never finishes: the marker rises after PrebuildTimeout anyway, and
+	// the entry from before the commit is no longer served.
+	version.Store(3)
+	gate = make(chan struct{}) // never closed
+	start := time.Now()
+	c.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 3}})
+	eventually(t, 5*time.Second, "the held marker rises", func() bool {
+		_, hit := c.Get(ctx, key, marker)
+		return !hit
+	})
+	if waited := time.Since(start); waited < cache.PrebuildTimeout/2 {
+		t.Errorf("the marker rose after %s; a rebuild under way holds it for about %s", waited, cache.PrebuildTimeout)
+	}
+}
