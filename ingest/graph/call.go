@@ -23,6 +23,10 @@ type request struct {
 	form   url.Values // POST fields; access_token is added
 	token  string
 	calls  int // API calls it counts for against the rate limits (batch: its operations)
+	// shrink, when set, asks for less data (a smaller limit in query) after a code 1
+	// answer, "Please reduce the amount of data you're asking for"; it reports whether it
+	// could. The request is then made again at once.
+	shrink func() bool
 }
 
 // response is a 200 answer.
@@ -64,6 +68,8 @@ func (c *Client) call(ctx context.Context, req request) (*response, error) {
 		switch {
 		case attempt >= c.cfg.MaxRetries:
 			return nil, err
+		case isAPI && e.Code == 1 && req.shrink != nil && req.shrink():
+			c.log.DebugContext(ctx, "graph asked for less data", "kind", req.kind, "attempt", attempt, "limit", req.query.Get("limit"))
 		case isAPI && isRateLimitCode(e.Code):
 			d := c.rateLimited(l, e, attempt)
 			c.log.DebugContext(ctx, "graph rate limited", "kind", req.kind, "code", e.Code, "attempt", attempt, "pause", d)

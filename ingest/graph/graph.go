@@ -3,7 +3,8 @@
 //
 // In: Page and user access tokens from the caller. Out: threads (Conversations), their
 // messages (Messages), the Pages of a user token (Accounts), user names (Profiles) and
-// raw batch answers (Batch), decoded leniently with their raw JSON kept.
+// raw batch answers (Batch). Answers are decoded leniently (fields convsync does not read
+// are skipped) in one pass each; the raw JSON is kept for batch answers only.
 //
 // Guarantees:
 //   - Every call takes a context; HTTP requests in flight are bounded by MaxConcurrency.
@@ -31,6 +32,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,9 +44,11 @@ type Config struct {
 	Version string        // GRAPH_API_VERSION: path prefix, e.g. v21.0
 	Timeout time.Duration // GRAPH_API_TIMEOUT: one HTTP attempt
 	// MaxConcurrency (GRAPH_API_MAX_CONCURRENCY) bounds the HTTP requests in flight. Meta
-	// limits calls per Page token, not requests in flight, so it is as high as the Pages
-	// a backfill reads at once (backfill.DefaultConcurrency, one call in flight each):
-	// lower, Pages wait for each other's answers and fall behind their own limit.
+	// limits calls per Page token, not requests in flight, so it is as high as the calls
+	// a backfill makes at once: two for each Page it reads (backfill.DefaultConcurrency;
+	// a Page's window lets two calls go together, and the backfill lists its inbox beside
+	// its other folders). Lower, Pages wait for each other's answers and fall behind
+	// their own limit.
 	MaxConcurrency int
 	MaxRetries     int     // GRAPH_API_MAX_RETRIES: retries of one call or batch operation
 	PageRate       float64 // GRAPH_API_PAGE_RATE: calls per second per token (Meta: 2 per Page)
@@ -60,7 +64,13 @@ type Config struct {
 	// between the clocks of Meta's servers, which may count two calls of a token apart:
 	// a block (code 80001) costs far more than the margin (BenchmarkLoadBackfill).
 	PageWindowMargin time.Duration
-	PageSize         int // GRAPH_API_PAGE_SIZE: limit of conversations listings
+	// PageSize (GRAPH_API_PAGE_SIZE) is the limit of conversations listings: by default
+	// 200, the most threads integrators report Graph gives in one answer (spec 4.3), so a
+	// backfill makes as few calls as the Page's window allows (a folder of up to 200
+	// threads in one call, not one per 25). When Graph finds an answer too large (code 1,
+	// "reduce the amount of data": a messages expansion on many threads) the client halves
+	// it and asks again (Client.Conversations).
+	PageSize int
 	// BackoffBase and BackoffMax bound the retries of transient failures.
 	BackoffBase time.Duration // GRAPH_API_BACKOFF_BASE
 	BackoffMax  time.Duration // GRAPH_API_BACKOFF_MAX
@@ -79,8 +89,8 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		BaseURL: "https://graph.facebook.com", Version: "v21.0", Timeout: 30 * time.Second,
-		MaxConcurrency: 64, MaxRetries: 6, PageRate: 2, PageWindow: time.Second,
-		PageWindowMargin: 20 * time.Millisecond, PageSize: 25,
+		MaxConcurrency: 128, MaxRetries: 6, PageRate: 2, PageWindow: time.Second,
+		PageWindowMargin: 20 * time.Millisecond, PageSize: 200,
 		BackoffBase: 500 * time.Millisecond, BackoffMax: 30 * time.Second,
 		RateLimitBase: time.Minute, RateLimitMax: time.Hour,
 		UsageHigh: 80, UsagePause: 30 * time.Second, ProfileCacheSize: 100_000,
@@ -158,6 +168,9 @@ type Client struct {
 	pageCalls  int
 	pageWindow time.Duration
 	app        *limiter // pauses of the whole app (code 4, X-App-Usage)
+	// pageSize is the limit of conversations listings: PageSize, halved each time Graph
+	// asks for less data (code 1) so later listings do not ask again.
+	pageSize atomic.Int32
 
 	mu     sync.Mutex
 	scopes map[string]*limiter // by token fingerprint
@@ -185,7 +198,7 @@ func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *sl
 		return nil, err
 	}
 	n, w := cfg.window()
-	return &Client{
+	c := &Client{
 		cfg: cfg, http: httpClient, log: log, metrics: m,
 		root:      strings.TrimRight(cfg.BaseURL, "/") + "/" + cfg.Version + "/",
 		sem:       make(chan struct{}, cfg.MaxConcurrency),
@@ -193,7 +206,9 @@ func New(cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *sl
 		app:      newLimiter(0, 0),
 		scopes:   map[string]*limiter{},
 		profiles: newNameCache(cfg.ProfileCacheSize),
-	}, nil
+	}
+	c.pageSize.Store(int32(cfg.PageSize))
+	return c, nil
 }
 
 // transport is the default transport keeping up to n idle connections to a host, n the

@@ -129,6 +129,45 @@ func TestConversationsOfEachFolder(t *testing.T) {
 	}
 }
 
+// Graph answers code 1, "Please reduce the amount of data you're asking for", when a
+// listing's threads and their nested messages are too many (spec 4.2). The walk halves
+// its limit and asks again, and later listings of the client start from the limit that
+// worked instead of failing over again.
+func TestConversationsAskForLessDataWhenTold(t *testing.T) {
+	cfg := simConfig()        // 3 pages of 20 threads of 10 messages
+	cfg.MaxExpansion = 3 * 10 // at most 3 threads with 10 messages each per answer
+	cfg.FolderShare = -1      // every thread in the inbox
+	s := newServer(t, cfg)
+	c := newClient(t, testConfig(s.srv.URL)) // PageSize 5: 5 → 2 (5 × 10 and then 2 × 10 messages)
+	fields := append(slices.Clone(ConversationFields), "messages.limit(10){id,created_time,message}")
+	for i, page := range s.sim.Pages()[:2] {
+		s.sim.ResetRequests()
+		var got []string
+		for conv, err := range c.Conversations(context.Background(), page.ID, page.AccessToken, FolderInbox, time.Time{}, fields) {
+			if err != nil {
+				t.Fatalf("Conversations(%s) with 10 messages each, at most 30 messages an answer: error = %v", page.ID, err)
+			}
+			if len(conv.Messages) != 10 {
+				t.Fatalf("Conversations(%s): thread %s has %d messages, want 10", page.ID, conv.ID, len(conv.Messages))
+			}
+			got = append(got, conv.ID)
+		}
+		if len(got) != 20 {
+			t.Fatalf("Conversations(%s) listed %d threads, want 20", page.ID, len(got))
+		}
+		refused := 1 // the first listing learns the limit with one refused call
+		if i > 0 {
+			refused = 0
+		}
+		if n, want := s.sim.Requests().Calls, int64(refused+10); n != want { // 20 threads, 2 an answer
+			t.Errorf("listing %d made %d calls, want %d: %d refused and 10 of 2 threads", i+1, n, want, refused)
+		}
+	}
+	if got := c.pageSize.Load(); got != 2 {
+		t.Errorf("page size after the walks = %d, want 2", got)
+	}
+}
+
 func TestMessages(t *testing.T) {
 	s := newServer(t, simConfig())
 	page := s.sim.Pages()[1]
@@ -267,6 +306,7 @@ func TestIDAndTimeDecode(t *testing.T) {
 		`104400000000001`:      "104400000000001",
 		`123456789012345678`:   "123456789012345678", // never through a float64
 		`"m_\u0061b"`:          "m_ab",
+		"\"m_\x98\"":           "m_\uFFFD", // invalid UTF-8, as a string field decodes it
 	}
 	for in, want := range ids {
 		var got ID
