@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/convsync/convsync/app"
 	"github.com/convsync/convsync/internal/logging"
@@ -24,6 +25,8 @@ func runBackfill(ctx context.Context, args []string) error {
 	b.Bool(&s.Backfill.Full, "full", "ignore last_synced_at: fetch every conversation", "BACKFILL_FULL")
 	b.Int(&s.Backfill.Concurrency, "concurrency", "pages backfilled in parallel", "BACKFILL_CONCURRENCY")
 	b.Int(&s.Backfill.Messages, "messages", "recent messages per conversation (at most 20: Graph gives no more)", "BACKFILL_MESSAGES")
+	var profile string
+	b.String(&profile, "cpu-profile", "write a CPU profile of the whole run to this file (go tool pprof reads it); empty: none", "BACKFILL_CPU_PROFILE")
 	if err := b.Err(); err != nil {
 		return err
 	}
@@ -42,9 +45,40 @@ func runBackfill(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stop, err := startCPUProfile(profile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if perr := stop(); perr != nil {
+			log.Error("cpu profile not written", "error", perr)
+		}
+	}()
 	// The job reports on stderr: on a terminal a bar per page in progress above a bar of
 	// pages done, otherwise a line per page; then the summary (duration, pages,
 	// conversations, messages, Graph requests, throttling waits). A failed page makes the
 	// exit status non-zero.
 	return app.Backfill(ctx, &s, log, pages, os.Stderr)
+}
+
+// startCPUProfile starts writing a CPU profile of the process to path, for as long as
+// the command runs (`convsync backfill --cpu-profile`, `convsync graphsim
+// --cpu-profile`): how BENCH.md's backfill profiles were taken. stop ends it and closes
+// the file. An empty path profiles nothing.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }

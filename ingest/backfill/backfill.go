@@ -19,7 +19,8 @@
 //     Other or Spam are not in the default listing), so at least four Graph requests
 //     per Page. Without Config.Full only threads updated since last_synced_at (less a
 //     safety overlap) are read in each, and messages come with the conversations
-//     listing through field expansion: one Graph request per 25 threads of a folder.
+//     listing through field expansion: one Graph request per GRAPH_API_PAGE_SIZE
+//     threads of a folder (200).
 //   - Access tokens are never logged nor put in errors, the Summary or progress lines.
 package backfill
 
@@ -61,9 +62,11 @@ var ErrPagesFailed = errors.New("some pages failed")
 // token on its own (2 calls per second, and a rolling budget), so Pages do not slow each
 // other down and a run takes as long as its slowest Page only when they all go at once:
 // 50 Pages at 8 at a time took 31 s against a 4 s bound, all 50 at once 11 s on the same
-// loaded machine (BENCH.md). The cap bounds memory (about 5 MB a Page in progress: a
-// chunk of threads and their records) and the calls of the app as a whole, which Meta
-// also limits (X-App-Usage); graph.Defaults lets as many requests be in flight.
+// loaded machine (BENCH.md). The cap bounds memory (about 7 MB a Page in progress: an
+// answer of up to 200 threads with their messages, and a chunk of records on its way to
+// Kafka; 380 MB at most for 50 Pages of 200 threads) and the calls of the app as a whole,
+// which Meta also limits (X-App-Usage); graph.Defaults lets two requests a Page be in
+// flight.
 const DefaultConcurrency = 64
 
 // Config is the backfill job's configuration.

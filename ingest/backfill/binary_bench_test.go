@@ -3,15 +3,20 @@ package backfill
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/convsync/convsync/ingest/graph"
 	"github.com/convsync/convsync/internal/graphsim"
 	"github.com/convsync/convsync/internal/testenv"
 )
@@ -25,10 +30,18 @@ import (
 //
 // It reports the backfill process's wall time (start to exit), pages/s and events/s
 // over it, and the rate-limit lower bound: every folder of a page is listed, ceil(threads
-// / 25) calls each and at least one; with at most 2 calls starting in any second, a
-// page's c-th call cannot start before floor((c-1)/2) s, and takes one request's
-// latency; pages go in parallel (their limits are their own), and no page comes near
-// its hourly budget. The ratio is wall time over the bound.
+// / page size) calls each and at least one; with at most 2 calls starting in any
+// second, a page's c-th call cannot start before floor((c-1)/2) s, and takes one
+// request's latency; pages go in parallel (their limits are their own), and no page
+// comes near its hourly budget. The ratio is wall time over the bound at the client's
+// default page size (GRAPH_API_PAGE_SIZE, 200: 4 calls a page, 1.05 s); the bound at
+// 25 threads a call (10 calls a page, 4.05 s: issue 12's "about 4 s") is reported too.
+//
+// It also reports the CPU seconds per 1,000 events appended of the backfill process
+// (its rusage at exit), the simulator and the local Kafka broker (/proc/<pid>/stat
+// before and after the backfill), and their total. With CONVSYNC_BENCH_PROFILE set to a
+// folder, both processes write CPU profiles there (backfill-<n>.pprof, graphsim.pprof;
+// go tool pprof reads them).
 //
 //	make bench BENCH=none LOADBENCH=LoadBackfillBinary
 func BenchmarkLoadBackfillBinary(b *testing.B) {
@@ -48,22 +61,31 @@ func BenchmarkLoadBackfillBinary(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var lower time.Duration
-	calls := 0
-	for _, p := range sim.Pages() {
-		c := listingCalls(sim, p.ID, 25) // GRAPH_API_PAGE_SIZE's default
-		if c > graphsim.DefaultHourlyBudget {
-			b.Fatalf("page %s needs %d calls, over its hourly budget: the bound below does not hold", p.ID, c)
+	// bound is the rate limit's lower bound with pageSize threads a call, and the calls.
+	bound := func(pageSize int) (lower time.Duration, calls int) {
+		for _, p := range sim.Pages() {
+			c := listingCalls(sim, p.ID, pageSize)
+			if c > graphsim.DefaultHourlyBudget {
+				b.Fatalf("page %s needs %d calls, over its hourly budget: the bound below does not hold", p.ID, c)
+			}
+			calls += c
+			lower = max(lower, time.Duration((c-1)/perWindow)*window+latency)
 		}
-		calls += c
-		lower = max(lower, time.Duration((c-1)/perWindow)*window+latency)
+		return lower, calls
 	}
+	lower, calls := bound(graph.Defaults().PageSize)
+	lower25, _ := bound(25)
 
+	profiles := os.Getenv("CONVSYNC_BENCH_PROFILE")
 	addr := testenv.FreeAddr(b)
 	var simLog bytes.Buffer
-	gs := exec.Command(bin, "graphsim", "--addr", addr, "--pages", strconv.Itoa(pages),
+	gsArgs := []string{"graphsim", "--addr", addr, "--pages", strconv.Itoa(pages),
 		"--conversations", strconv.Itoa(convs), "--messages", strconv.Itoa(msgs),
-		"--latency", latency.String(), "--page-rate", strconv.Itoa(perWindow))
+		"--latency", latency.String(), "--page-rate", strconv.Itoa(perWindow)}
+	if profiles != "" {
+		gsArgs = append(gsArgs, "--cpu-profile", filepath.Join(profiles, "graphsim.pprof"))
+	}
+	gs := exec.Command(bin, gsArgs...)
 	gs.Stdout, gs.Stderr = &simLog, &simLog
 	if err := gs.Start(); err != nil {
 		b.Fatal(err)
@@ -85,7 +107,9 @@ func BenchmarkLoadBackfillBinary(b *testing.B) {
 	env = append(env, "DATABASE_URL="+dbURL, "KAFKA_BROKERS="+strings.Join(kc.Brokers, ","),
 		"KAFKA_EVENTS_TOPIC="+kc.EventsTopic, "KAFKA_DELTAS_TOPIC="+kc.DeltasTopic, "KAFKA_DLQ_TOPIC="+kc.DLQTopic,
 		"GRAPH_API_URL=http://"+addr)
-	run := func(args ...string) (string, time.Duration) {
+	var rss float64 // the last command's peak resident memory, bytes
+	// run returns the command's output, wall time and CPU seconds (user + system).
+	run := func(args ...string) (string, time.Duration, float64) {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = env
 		t0 := time.Now()
@@ -94,16 +118,31 @@ func BenchmarkLoadBackfillBinary(b *testing.B) {
 		if err != nil {
 			b.Fatalf("convsync %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		return string(out), d
+		ps := cmd.ProcessState
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			rss = float64(ru.Maxrss) * 1024 // kilobytes on Linux, bytes on macOS
+			if runtime.GOOS == "darwin" {
+				rss = float64(ru.Maxrss)
+			}
+		}
+		return string(out), d, (ps.UserTime() + ps.SystemTime()).Seconds()
 	}
 	run("pages", "import", "--user-token", "bench-user")
+	broker := testenv.KafkaBroker(b)
 
 	summary := regexp.MustCompile(`backfill: (\d+) pages synced, (\d+) failed, (\d+) conversations, (\d+) messages, (\d+) graph requests, (\d+) throttle waits in (\S+)`)
 	var wall time.Duration
 	var m []string
-	for range b.N {
+	var cpuJob, cpuSim, cpuKafka float64 // of the last run
+	for i := range b.N {
+		args := []string{"backfill", "--all"} // last_synced_at stays empty: no projector runs, so each run reads everything
+		if profiles != "" {
+			args = append(args, "--cpu-profile", filepath.Join(profiles, fmt.Sprintf("backfill-%d.pprof", i)))
+		}
+		sim0, kafka0 := testenv.ProcCPU(gs.Process.Pid), testenv.ProcCPU(broker)
 		var out string
-		out, wall = run("backfill", "--all") // last_synced_at stays empty: no projector runs, so each run reads everything
+		out, wall, cpuJob = run(args...)
+		cpuSim, cpuKafka = testenv.ProcCPU(gs.Process.Pid)-sim0, testenv.ProcCPU(broker)-kafka0
 		if m = summary.FindStringSubmatch(out); m == nil {
 			b.Fatalf("convsync backfill printed no summary:\n%s", out)
 		}
@@ -121,12 +160,23 @@ func BenchmarkLoadBackfillBinary(b *testing.B) {
 	b.ReportMetric(job.Seconds(), "job-s")
 	b.ReportMetric(lower.Seconds(), "lower-bound-s")
 	b.ReportMetric(wall.Seconds()/lower.Seconds(), "wall/bound")
+	b.ReportMetric(wall.Seconds()/lower25.Seconds(), "wall/bound-25")
 	b.ReportMetric(n(1)/wall.Seconds(), "pages/s")
 	b.ReportMetric(events/wall.Seconds(), "events/s")
 	b.ReportMetric(n(5), "graph-requests")
 	b.ReportMetric(float64(calls), "min-requests")
 	b.ReportMetric(n(6), "throttle-waits")
+	b.ReportMetric(rss/(1<<20), "backfill-max-rss-MB")
+	k := events / 1000
+	b.ReportMetric(cpuJob/k, "cpu-s/1k-backfill")
+	b.ReportMetric(cpuSim/k, "cpu-s/1k-graphsim")
+	b.ReportMetric(cpuKafka/k, "cpu-s/1k-kafka")
+	b.ReportMetric((cpuJob+cpuSim+cpuKafka)/k, "cpu-s/1k-total")
 	b.ReportMetric(0, "ns/op")
+	load, _ := os.ReadFile("/proc/loadavg")
+	b.Logf("backfill %s wall (%.2f× the %s bound, %.2f× the %s bound at 25 threads a call); CPU s backfill %.2f, graphsim %.2f, kafka %.2f; "+
+		"backfill max RSS %.0f MB; loadavg %s", wall.Round(time.Millisecond), wall.Seconds()/lower.Seconds(), lower,
+		wall.Seconds()/lower25.Seconds(), lower25, cpuJob, cpuSim, cpuKafka, rss/(1<<20), strings.TrimSpace(string(load)))
 }
 
 // waitHTTP polls u until it answers, or fails after 30 s with the process's output.
