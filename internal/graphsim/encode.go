@@ -51,6 +51,10 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 			}
 		}
 		return append(b, '}'), nil
+	case rawJSON:
+		return append(b, x...), nil
+	case []rawJSON:
+		return appendList(b, x)
 	case []map[string]any:
 		return appendList(b, x)
 	case []any:
