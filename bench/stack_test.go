@@ -1,13 +1,11 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,7 +51,7 @@ type proc struct {
 	role string
 	cmd  *exec.Cmd
 	base string // http://HTTP_ADDR
-	logs *logBuf
+	logs *testenv.LogBuffer
 	done chan struct{}
 }
 
@@ -107,7 +105,7 @@ func (st *stack) group(role string) string {
 func (st *stack) start(b *testing.B, role string) *proc {
 	b.Helper()
 	addr := testenv.FreeAddr(b)
-	p := &proc{role: role, base: "http://" + addr, logs: &logBuf{}, done: make(chan struct{})}
+	p := &proc{role: role, base: "http://" + addr, logs: &testenv.LogBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(st.bin, role)
 	p.cmd.Env = append(append([]string{}, st.env...), "HTTP_ADDR="+addr)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -125,7 +123,7 @@ func (st *stack) start(b *testing.B, role string) *proc {
 			<-p.done
 		}
 		if b.Failed() {
-			b.Logf("logs of convsync %s:\n%s", role, p.logs.String())
+			b.Logf("logs of convsync %s:\n%s", role, tail(p.logs))
 		}
 	})
 	if !poll(90*time.Second, func() bool {
@@ -139,10 +137,10 @@ func (st *stack) start(b *testing.B, role string) *proc {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}) {
-		b.Fatalf("convsync %s not ready within 90s\n%s", role, p.logs.String())
+		b.Fatalf("convsync %s not ready within 90s\n%s", role, tail(p.logs))
 	}
 	if p.exited() {
-		b.Fatalf("convsync %s exited before the load: %v\n%s", role, p.cmd.ProcessState, p.logs.String())
+		b.Fatalf("convsync %s exited before the load: %v\n%s", role, p.cmd.ProcessState, tail(p.logs))
 	}
 	st.procs = append(st.procs, p)
 	return p
@@ -162,7 +160,7 @@ func (st *stack) alive(b *testing.B) {
 	b.Helper()
 	for _, p := range st.procs {
 		if p.exited() {
-			b.Fatalf("convsync %s exited during the run: %v\n%s", p.role, p.cmd.ProcessState, p.logs.String())
+			b.Fatalf("convsync %s exited during the run: %v\n%s", p.role, p.cmd.ProcessState, tail(p.logs))
 		}
 	}
 }
@@ -241,22 +239,9 @@ func poll(d time.Duration, cond func() bool) bool {
 	}
 }
 
-// logBuf collects a process's output; safe while the process writes.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
+// tail is the end of a process's log, short enough to print in a failure.
+func tail(logs *testenv.LogBuffer) string {
+	s := logs.String()
 	if len(s) > 4000 {
 		s = "…" + s[len(s)-4000:]
 	}

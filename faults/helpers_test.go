@@ -96,24 +96,6 @@ func poll(d time.Duration, cond func() bool) bool {
 	}
 }
 
-// logBuf collects a process's output; safe while the process writes.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "…" + s[len(s)-n:]
@@ -127,7 +109,7 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	Addr string // its HTTP_ADDR
-	logs *logBuf
+	logs *testenv.LogBuffer
 	done chan struct{}
 }
 
@@ -187,7 +169,7 @@ func (r *rig) start(name, role string, extra ...string) *proc {
 func (r *rig) startAt(name, role, addr string, extra ...string) *proc {
 	r.t.Helper()
 	env := append(append(append(os.Environ(), r.env...), "HTTP_ADDR="+addr), extra...)
-	p := &proc{t: r.t, name: name, Addr: addr, logs: &logBuf{}, done: make(chan struct{})}
+	p := &proc{t: r.t, name: name, Addr: addr, logs: &testenv.LogBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(r.bin, role)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs

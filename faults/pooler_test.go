@@ -87,7 +87,7 @@ logfile = %s
 	}
 	// -u: it refuses to run as root, and switches to that user after reading its files.
 	cmd := exec.Command("pgbouncer", "-u", "postgres", filepath.Join(dir, "pgbouncer.ini"))
-	logs := &logBuf{}
+	logs := &testenv.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {

@@ -81,10 +81,10 @@ func TestReadEntriesAreRebuiltWhenAnotherProcessCommits(t *testing.T) {
 	}
 }
 
-// `convsync all`: the projector's hook and the read API share one cache (memory here);
-// the commit's own Invalidate rebuilds what was read, and a rebuild that reads rows older
-// than the marker (a lagging replica) never replaces the newer entry nor is served.
-func TestReadEntriesAreRebuiltInProcessAndNeverGoBack(t *testing.T) {
+// startInProcess is `convsync all`'s cache, in memory, keeping 10 entries warm, with its
+// housekeeping running until the test ends.
+func startInProcess(t *testing.T) (nearProcess, context.Context) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := cache.Defaults()
 	cfg.WarmKeys = 10
@@ -93,7 +93,15 @@ func TestReadEntriesAreRebuiltInProcessAndNeverGoBack(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	p := nearProcess{c, reg}
+	return nearProcess{c, reg}, ctx
+}
+
+// `convsync all`: the projector's hook and the read API share one cache (memory here);
+// the commit's own Invalidate rebuilds what was read, and a rebuild that reads rows older
+// than the marker (a lagging replica) never replaces the newer entry nor is served.
+func TestReadEntriesAreRebuiltInProcessAndNeverGoBack(t *testing.T) {
+	p, ctx := startInProcess(t)
+	c := p.c
 	k := c.Keys()
 	key, marker := k.Entry("p1", "list", "25", ""), k.PageMarker("p1")
 	var db rows
@@ -127,15 +135,8 @@ func TestReadEntriesAreRebuiltInProcessAndNeverGoBack(t *testing.T) {
 // the new one, and never miss; a rebuild that does not finish holds the marker back for
 // PrebuildTimeout at most.
 func TestMarkersOverReadEntriesRiseAfterTheirRebuild(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	cfg := cache.Defaults()
-	cfg.WarmKeys = 10
-	c := cache.New(cache.NewMemory(100), cfg, reg, logging.Discard())
-	ctx, cancel := context.WithCancel(testenv.Context(t, time.Minute))
-	done := make(chan struct{})
-	go func() { _ = c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	p := nearProcess{c, reg}
+	p, ctx := startInProcess(t)
+	c := p.c
 	k := c.Keys()
 	key, marker := k.Entry("p1", "conv", "u1"), k.ConversationMarker("p1", "u1")
 	var version atomic.Int64
