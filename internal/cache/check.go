@@ -97,7 +97,7 @@ func (c *Cache) check(ctx context.Context, key, marker string, e Entry, current 
 		return false // nothing vouches for the entry: the reader goes to the database
 	case v > e.Version:
 		c.m.checks.WithLabelValues("stale").Inc()
-		c.Invalidate(ctx, []Mark{{Key: marker, Version: v}})
+		c.raise(ctx, []Mark{{Key: marker, Version: v}}) // a lost marker: raised at once, never held
 		return false
 	}
 	c.m.checks.WithLabelValues("current").Inc()

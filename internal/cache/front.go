@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,12 +36,15 @@ type Config struct {
 	WarmKeys int
 	// WarmFor is how long after its last read an entry is kept warm.
 	WarmFor time.Duration
+	// WarmHold bounds how long a commit's marker over an entry read lately waits for the
+	// entry's rebuild (warm.go).
+	WarmHold time.Duration
 }
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
 	return Config{TTL: 5 * time.Minute, Prefix: "convsync:", MemoryMaxKeys: 100_000, NearTTL: 2 * time.Second, NearMaxKeys: 20_000,
-		MaxStaleness: 2 * time.Second, WarmFor: time.Minute}
+		MaxStaleness: 2 * time.Second, WarmFor: time.Minute, WarmHold: 250 * time.Millisecond}
 }
 
 // Validate reports the first invalid value, naming its variable.
@@ -115,6 +119,9 @@ type Cache struct {
 	// gen rises at every failed invalidation and flush: a check made before then no
 	// longer vouches for an entry, which is checked again before it is served.
 	gen       atomic.Uint64
+	// flushes counts Flush calls: what was read or held before one must not be stored or
+	// raised after it (a replay's rebuilt rows may have lower versions).
+	flushes   atomic.Uint64
 	checks    checks
 	checking  singleflight.Group
 	staleness time.Duration
@@ -136,11 +143,8 @@ func New(store Store, cfg Config, reg prometheus.Registerer, log *slog.Logger) *
 		c.near = newNear(cfg.NearMaxKeys, min(cfg.NearTTL, cfg.TTL), reg) // never longer than the shared entries
 	}
 	if cfg.WarmKeys > 0 {
-		warmFor := cfg.WarmFor
-		if warmFor <= 0 {
-			warmFor = Defaults().WarmFor
-		}
-		c.warm = newWarm(cfg.WarmKeys, warmFor, reg)
+		d := Defaults()
+		c.warm = newWarm(cfg.WarmKeys, cmp.Or(cfg.WarmFor, d.WarmFor), cmp.Or(cfg.WarmHold, d.WarmHold), reg)
 	}
 	return c
 }
@@ -183,6 +187,7 @@ func (c *Cache) Kind() string { return c.store.Kind() }
 // The Redis store tells every process's near cache to empty itself too.
 func (c *Cache) Flush(ctx context.Context) error {
 	c.gen.Add(1)
+	c.flushes.Add(1)
 	err := c.store.Flush(ctx)
 	if c.near != nil {
 		c.near.flush()
@@ -273,32 +278,48 @@ func (c *Cache) Load(ctx context.Context, key, marker string, current Current, l
 }
 
 // loadShared runs load once for every caller waiting on key, stores its entry, and
-// records it as checked: it was read from the database just now.
+// records it as checked: it was read from the database just now. The query runs on a
+// context of its own (loadTimeout), so a caller that gives up (a reader gone, a rebuild
+// past its deadline) ends only its own wait, not the others'. An entry read before a
+// Flush is not stored after it.
 func (c *Cache) loadShared(ctx context.Context, key, marker string, load Loader) (Entry, bool, error) {
 	type result struct {
 		e      Entry
 		stored bool
 	}
-	v, err, _ := c.sf.Do(key, func() (any, error) {
+	ch := c.sf.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
 		var gen uint64
 		if c.near != nil {
 			gen = c.near.gen.Load()
 		}
-		cgen, at := c.gen.Load(), c.now()
-		e, err := load(ctx)
+		cgen, epoch, at := c.gen.Load(), c.flushes.Load(), c.now()
+		e, err := load(lctx)
 		if err != nil {
 			return result{}, err
 		}
-		stored := c.set(ctx, gen, key, marker, e)
+		if c.flushes.Load() != epoch {
+			return result{e, false}, nil
+		}
+		stored := c.set(lctx, gen, key, marker, e)
 		c.checks.put(key, checked{version: e.Version, at: at, gen: cgen})
 		return result{e, stored}, nil
 	})
-	if err != nil {
-		return Entry{}, false, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return Entry{}, false, r.Err
+		}
+		res := r.Val.(result)
+		return res.e, res.stored, nil
+	case <-ctx.Done():
+		return Entry{}, false, ctx.Err()
 	}
-	r := v.(result)
-	return r.e, r.stored, nil
 }
+
+// loadTimeout bounds a load shared by several callers, whatever each of them waits.
+const loadTimeout = 10 * time.Second
 
 // Invalidate raises markers after a commit: entries older than them are no longer
 // served. When the store fails, the markers are lost (nothing is kept: an outage must
@@ -307,7 +328,7 @@ func (c *Cache) loadShared(ctx context.Context, key, marker string, load Loader)
 // MaxStaleness.
 //
 // With warm entries, a marker that passes an entry this process read lately rises only
-// once that entry is rebuilt (in the background, PrebuildTimeout at most): its readers
+// once that entry is rebuilt (in the background, WarmHold at most): its readers
 // keep hitting the entry before the commit meanwhile, and then hit the new one, instead
 // of missing in between (warm.go).
 func (c *Cache) Invalidate(ctx context.Context, marks []Mark) {

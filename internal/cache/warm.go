@@ -19,8 +19,9 @@ import (
 // When the projector runs in the same process (`convsync all`), a marker that passes an
 // entry read lately is held back: the entry is rebuilt first (in the background, with the
 // same loader, stored under the version rule: its version is newer than the entry's and
-// at least the marker's old one), and the marker rises after it, or after
-// PrebuildTimeout whatever happened. Readers keep hitting the entry from before the
+// at least the marker's old one), and the marker rises after it, or WarmHold after the
+// commit whatever happened (a timer of its own: no queue, stuck query or stopped loop
+// holds it longer). Readers keep hitting the entry from before the
 // commit for those few milliseconds and then hit the new one: no miss in between. It is
 // the same as the commit landing that much later for those readers, never older than
 // before the commit, and bounded. When the marker was raised elsewhere (heard on the
@@ -39,16 +40,13 @@ const warmConcurrency = 2
 // are bounded the same way: past it the markers rise at once.
 const warmQueue = 1024
 
-// PrebuildTimeout bounds how long a commit's marker waits for the rebuild of an entry
-// read lately: after it the marker rises whatever the rebuild did.
-const PrebuildTimeout = 250 * time.Millisecond
-
 // held is a commit's markers waiting for the rebuild of the entries read lately that they
-// pass.
+// pass; timer raises them at WarmHold if the rebuild has not by then.
 type held struct {
 	marks   []Mark
 	entries []*hot
-	at      time.Time // when the commit raised them
+	epoch   uint64 // the cache's flushes when the commit raised them
+	timer   *time.Timer
 }
 
 // hot is an entry read lately.
@@ -64,6 +62,7 @@ type hot struct {
 type warm struct {
 	max      int
 	hotFor   time.Duration
+	hold     time.Duration
 	mu       sync.Mutex
 	keys     map[string]*hot
 	byMarker map[string]map[string]*hot
@@ -73,8 +72,8 @@ type warm struct {
 	size     prometheus.Gauge
 }
 
-func newWarm(max int, hotFor time.Duration, reg prometheus.Registerer) *warm {
-	w := &warm{max: max, hotFor: hotFor, keys: map[string]*hot{}, byMarker: map[string]map[string]*hot{},
+func newWarm(max int, hotFor, hold time.Duration, reg prometheus.Registerer) *warm {
+	w := &warm{max: max, hotFor: hotFor, hold: hold, keys: map[string]*hot{}, byMarker: map[string]map[string]*hot{},
 		queue: make(chan *hot, warmQueue), held: make(chan held, warmQueue),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "convsync_cache_warm_refreshes_total",
@@ -167,18 +166,32 @@ func (w *warm) split(marks []Mark, now time.Time) (passing []Mark, entries []*ho
 // prebuild holds back the marks that pass entries read lately until those are rebuilt
 // (runWarm raises them) and returns the marks to raise now.
 func (c *Cache) prebuild(marks []Mark) []Mark {
-	now := c.now()
-	passing, entries, cold := c.warm.split(marks, now)
+	passing, entries, cold := c.warm.split(marks, c.now())
 	if len(passing) == 0 {
 		return cold
 	}
+	epoch := c.flushes.Load()
+	hd := held{marks: passing, entries: entries, epoch: epoch,
+		timer: time.AfterFunc(c.warm.hold, func() { c.raiseHeld(passing, epoch) })}
 	select {
-	case c.warm.held <- held{marks: passing, entries: entries, at: time.Now()}: // a real clock: the deadline is one
+	case c.warm.held <- hd:
 		return cold
 	default:
+		hd.timer.Stop()
 		c.warm.results.WithLabelValues("dropped").Add(float64(len(entries)))
 		return marks
 	}
+}
+
+// raiseHeld raises a commit's held marks, unless a Flush came since: the tables they
+// stood for are gone, and the rebuilt ones may have lower versions.
+func (c *Cache) raiseHeld(marks []Mark, epoch uint64) {
+	if c.flushes.Load() != epoch {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.staleness)
+	defer cancel()
+	c.raise(ctx, marks)
 }
 
 // take returns what a queued entry's rebuild needs and clears its place in the queue:
@@ -243,34 +256,28 @@ func (c *Cache) runWarm(ctx context.Context) {
 	wg.Wait()
 }
 
-// rebuildThenRaise rebuilds the entries a commit's held marks pass, then raises them;
-// PrebuildTimeout after the commit it raises them whatever the rebuilds did (a rebuild
-// gives up when its query is cancelled).
+// rebuildThenRaise rebuilds the entries a commit's held marks pass, then raises them,
+// unless their timer already has.
 func (c *Cache) rebuildThenRaise(ctx context.Context, hd held) {
-	rctx, cancel := context.WithDeadline(ctx, hd.at.Add(PrebuildTimeout))
 	var g errgroup.Group
 	g.SetLimit(warmConcurrency)
 	for _, h := range hd.entries {
 		g.Go(func() error {
-			if rctx.Err() == nil {
-				c.rebuild(rctx, h)
-			}
+			c.rebuild(ctx, h)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	cancel()
-	// Raised even when ctx has ended: a marker must never stay behind its commit.
-	mctx, mcancel := context.WithTimeout(context.WithoutCancel(ctx), c.staleness)
-	defer mcancel()
-	c.raise(mctx, hd.marks)
+	if hd.timer.Stop() {
+		c.raiseHeld(hd.marks, hd.epoch)
+	}
 }
 
 // rebuild loads h's entry again and stores it. A load already under way for a reader
 // may have read the rows before the marker rose: then it is loaded once more.
 func (c *Cache) rebuild(ctx context.Context, h *hot) {
 	load, want := c.warm.take(h)
-	ctx, cancel := context.WithTimeout(ctx, PrebuildTimeout)
+	ctx, cancel := context.WithTimeout(ctx, 2*c.staleness)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		e, stored, err := c.loadShared(ctx, h.key, h.marker, load)

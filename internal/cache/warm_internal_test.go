@@ -24,7 +24,7 @@ func queued(w *warm) []string {
 // Which marks queue a rebuild: only of entries read within hotFor, only past the version
 // already there, once however many marks come before it runs, and at most max entries.
 func TestWarmQueuesOnlyEntriesReadLatelyAndBehindTheirMarker(t *testing.T) {
-	w := newWarm(2, time.Minute, prometheus.NewRegistry())
+	w := newWarm(2, time.Minute, time.Second, prometheus.NewRegistry())
 	t0 := time.Unix(1_700_000_000, 0)
 	load := func(context.Context) (Entry, error) { return Entry{}, nil }
 	w.touch("a", "m1", 5, load, t0)

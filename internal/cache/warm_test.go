@@ -81,13 +81,14 @@ func TestReadEntriesAreRebuiltWhenAnotherProcessCommits(t *testing.T) {
 	}
 }
 
-// startInProcess is `convsync all`'s cache, in memory, keeping 10 entries warm, with its
-// housekeeping running until the test ends.
-func startInProcess(t *testing.T) (nearProcess, context.Context) {
+// startInProcess is `convsync all`'s cache, in memory, keeping 10 entries warm and
+// holding markers over them for hold at most, with its housekeeping running until the
+// test ends.
+func startInProcess(t *testing.T, hold time.Duration) (nearProcess, context.Context) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := cache.Defaults()
-	cfg.WarmKeys = 10
+	cfg.WarmKeys, cfg.WarmHold = 10, hold
 	c := cache.New(cache.NewMemory(100), cfg, reg, logging.Discard())
 	ctx, cancel := context.WithCancel(testenv.Context(t, time.Minute))
 	done := make(chan struct{})
@@ -100,7 +101,7 @@ func startInProcess(t *testing.T) (nearProcess, context.Context) {
 // the commit's own Invalidate rebuilds what was read, and a rebuild that reads rows older
 // than the marker (a lagging replica) never replaces the newer entry nor is served.
 func TestReadEntriesAreRebuiltInProcessAndNeverGoBack(t *testing.T) {
-	p, ctx := startInProcess(t)
+	p, ctx := startInProcess(t, cache.Defaults().WarmHold)
 	c := p.c
 	k := c.Keys()
 	key, marker := k.Entry("p1", "list", "25", ""), k.PageMarker("p1")
@@ -132,34 +133,21 @@ func TestReadEntriesAreRebuiltInProcessAndNeverGoBack(t *testing.T) {
 
 // In the projector's own process a commit's marker over an entry read lately rises only
 // once the entry is rebuilt: readers hit the entry from before the commit meanwhile, then
-// the new one, and never miss; a rebuild that does not finish holds the marker back for
-// PrebuildTimeout at most.
+// the new one, and never miss.
 func TestMarkersOverReadEntriesRiseAfterTheirRebuild(t *testing.T) {
-	p, ctx := startInProcess(t)
+	p, ctx := startInProcess(t, time.Minute) // only the rebuild raises the marker here
 	c := p.c
 	k := c.Keys()
 	key, marker := k.Entry("p1", "conv", "u1"), k.ConversationMarker("p1", "u1")
-	var version atomic.Int64
-	version.Store(1)
 	gate := make(chan struct{})
-	load := func(ctx context.Context) (cache.Entry, error) {
-		v := version.Load()
-		if v > 1 {
-			select { // the rebuild waits until the test lets it go
-			case <-gate:
-			case <-ctx.Done():
-				return cache.Entry{}, ctx.Err()
-			}
-		}
-		return cache.Entry{Version: v, Value: []byte("v" + strconv.FormatInt(v, 10))}, nil
-	}
-	if _, _, err := c.Load(ctx, key, marker, nil, load); err != nil {
+	load := gatedLoader(1, gate)
+	if _, _, err := c.Load(ctx, key, marker, nil, load.loader()); err != nil {
 		t.Fatal(err)
 	}
 	misses := func() float64 { return p.metric("convsync_cache_requests_total", "result", "miss") }
 	before := misses()
 
-	version.Store(2)
+	load.version.Store(2)
 	c.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 2}})
 	if e, hit := c.Get(ctx, key, marker); !hit || e.Version != 1 {
 		t.Fatalf("Get while the rebuild runs = v%d, hit %v; want the entry from before the commit", e.Version, hit)
@@ -172,18 +160,73 @@ func TestMarkersOverReadEntriesRiseAfterTheirRebuild(t *testing.T) {
 	if n := misses() - before; n != 0 {
 		t.Errorf("%v misses across the commit, want none", n)
 	}
+}
 
-	// A rebuild that never finishes: the marker rises after PrebuildTimeout anyway, and
-	// the entry from before the commit is no longer served.
-	version.Store(3)
-	gate = make(chan struct{}) // never closed
+// A rebuild that never finishes holds the marker back WarmHold at most: then it rises and
+// the entry from before the commit is no longer served. A Flush drops what is held: the
+// rows it stood for are gone.
+func TestHeldMarkersRiseAfterWarmHoldWhateverTheRebuild(t *testing.T) {
+	const hold = 300 * time.Millisecond
+	p, ctx := startInProcess(t, hold)
+	c := p.c
+	k := c.Keys()
+	key, marker := k.Entry("p1", "conv", "u1"), k.ConversationMarker("p1", "u1")
+	load := gatedLoader(1, make(chan struct{})) // never opened: every rebuild hangs
+	if _, _, err := c.Load(ctx, key, marker, nil, load.loader()); err != nil {
+		t.Fatal(err)
+	}
+	load.version.Store(2)
 	start := time.Now()
-	c.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 3}})
+	c.Invalidate(ctx, []cache.Mark{{Key: marker, Version: 2}})
 	eventually(t, 5*time.Second, "the held marker rises", func() bool {
 		_, hit := c.Get(ctx, key, marker)
 		return !hit
 	})
-	if waited := time.Since(start); waited < cache.PrebuildTimeout/2 {
-		t.Errorf("the marker rose after %s; a rebuild under way holds it for about %s", waited, cache.PrebuildTimeout)
+	if waited := time.Since(start); waited < hold/2 {
+		t.Errorf("the marker rose after %s; a rebuild under way holds it for about %s", waited, hold)
+	}
+
+	// Held across a Flush: never raised after it.
+	other, otherMarker := k.Entry("p2", "conv", "u2"), k.ConversationMarker("p2", "u2")
+	load2 := gatedLoader(1, make(chan struct{}))
+	if _, _, err := c.Load(ctx, other, otherMarker, nil, load2.loader()); err != nil {
+		t.Fatal(err)
+	}
+	c.Invalidate(ctx, []cache.Mark{{Key: otherMarker, Version: 9}})
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, other, otherMarker, cache.Entry{Version: 1, Value: []byte("rebuilt tables, v1")})
+	time.Sleep(2 * hold) // past the hold: a raise would have come by now
+	if e, hit := c.Get(ctx, other, otherMarker); !hit || e.Version != 1 {
+		t.Errorf("after a Flush, an entry of the rebuilt tables = v%d, hit %v: a marker held from before the Flush was raised", e.Version, hit)
+	}
+}
+
+// gated is a loader of one row whose loads after the first wait for gate.
+type gated struct {
+	version atomic.Int64
+	gate    chan struct{}
+}
+
+func gatedLoader(v int64, gate chan struct{}) *gated {
+	g := &gated{gate: gate}
+	g.version.Store(v)
+	return g
+}
+
+func (g *gated) loader() cache.Loader {
+	first := atomic.Bool{}
+	first.Store(true)
+	return func(ctx context.Context) (cache.Entry, error) {
+		v := g.version.Load()
+		if !first.Swap(false) {
+			select {
+			case <-g.gate:
+			case <-ctx.Done():
+				return cache.Entry{}, ctx.Err()
+			}
+		}
+		return cache.Entry{Version: v, Value: []byte("v" + strconv.FormatInt(v, 10))}, nil
 	}
 }
