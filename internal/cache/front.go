@@ -118,7 +118,7 @@ type Cache struct {
 	warm  *warm // nil with WarmKeys 0
 	// gen rises at every failed invalidation and flush: a check made before then no
 	// longer vouches for an entry, which is checked again before it is served.
-	gen       atomic.Uint64
+	gen atomic.Uint64
 	// flushes counts Flush calls: what was read or held before one must not be stored or
 	// raised after it (a replay's rebuilt rows may have lower versions).
 	flushes   atomic.Uint64
