@@ -59,7 +59,7 @@ func BenchmarkLoadBinaryCatchUp(b *testing.B) {
 		var start, procDone, done time.Time
 		var first float64
 		var cpu0 cpu
-		if !poll(10*time.Minute, func() bool {
+		if !testenv.Poll(10*time.Minute, func() bool {
 			now := time.Now()
 			if procDone.IsZero() && counter(scrape(b, proc.base), "convsync_processor_events_total", nil) >= float64(n) {
 				procDone = now

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/convsync/convsync/internal/loadgen"
+	"github.com/convsync/convsync/internal/testenv"
 )
 
 // load is one run of `convsync loadgen` in a process of its own: open loop (latency from
@@ -108,7 +109,7 @@ func (st *stack) measureLoad(b *testing.B, l load, drain time.Duration) measured
 	var ing1, prj1 families
 	var mr measured
 	last, still := -1.0, time.Now()
-	mr.caughtUp = poll(drain, func() bool {
+	mr.caughtUp = testenv.Poll(drain, func() bool {
 		ing1, prj1 = scrape(b, ing.base), scrape(b, prj.base)
 		mr.appended = counter(ing1, events, nil) - counter(ing0, events, nil)
 		mr.observed = histCount(prj1, fresh, nil) - histCount(prj0, fresh, nil)

@@ -54,7 +54,7 @@ func BenchmarkLoadBinaryReadAPI(b *testing.B) {
 		seeded := histCount(scrape(b, all.base), fresh, nil) + 4000
 		w := startLoadgen(b, bin, all.base+"/api/webhook", load{rate: 500, duration: 55 * time.Second, maxItems: 1})
 		writerEnds := time.Now().Add(55 * time.Second)
-		if !poll(time.Minute, func() bool { return histCount(scrape(b, all.base), fresh, nil) >= seeded }) {
+		if !testenv.Poll(time.Minute, func() bool { return histCount(scrape(b, all.base), fresh, nil) >= seeded }) {
 			b.Fatal("the writer's first 4,000 events did not reach the read model within a minute")
 		}
 		if n := listLen(b, url); n == 0 {

@@ -126,7 +126,7 @@ func (st *stack) start(b *testing.B, role string) *proc {
 			b.Logf("logs of convsync %s:\n%s", role, tail(p.logs))
 		}
 	})
-	if !poll(90*time.Second, func() bool {
+	if !testenv.Poll(90*time.Second, func() bool {
 		if p.exited() {
 			return true
 		}
@@ -200,7 +200,7 @@ func (st *stack) waitAssigned(b *testing.B) {
 	adm := testenv.Admin(b, st.kc)
 	want := map[string]string{st.group("processor"): st.kc.EventsTopic, st.group("projector"): st.kc.DeltasTopic}
 	var last string
-	if !poll(60*time.Second, func() bool {
+	if !testenv.Poll(60*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		groups := make([]string, 0, len(want))
@@ -222,20 +222,6 @@ func (st *stack) waitAssigned(b *testing.B) {
 		return true
 	}) {
 		b.Fatalf("consumer groups not assigned within 60s: %s", last)
-	}
-}
-
-// poll calls cond until it is true or d passes; it reports whether cond came true.
-func poll(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond) // polling a condition with a deadline
 	}
 }
 

@@ -30,8 +30,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/convsync/convsync/ingest"
 	"github.com/convsync/convsync/internal/kafka"
@@ -80,20 +78,6 @@ func binary(t *testing.T) string {
 		t.Fatal(binErr)
 	}
 	return filepath.Join(binDir, "convsync")
-}
-
-// poll calls cond until it is true or d passes; it reports whether cond came true.
-func poll(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
-	}
 }
 
 func tail(s string, n int) string {
@@ -187,7 +171,7 @@ func (r *rig) startAt(name, role, addr string, extra ...string) *proc {
 // waitHTTP polls path until it answers 200.
 func (p *proc) waitHTTP(path string, d time.Duration) {
 	p.t.Helper()
-	ok := poll(d, func() bool {
+	ok := testenv.Poll(d, func() bool {
 		select {
 		case <-p.done:
 			return false
@@ -312,7 +296,7 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, sig
 // waitAcked waits until at least n requests were acknowledged: "mid-load" as a condition.
 func (l *load) waitAcked(t *testing.T, n int64) {
 	t.Helper()
-	if !poll(time.Minute, func() bool { return l.acked.Load() >= n }) {
+	if !testenv.Poll(time.Minute, func() bool { return l.acked.Load() >= n }) {
 		t.Fatalf("only %d of %d requests acknowledged within a minute (waiting for %d)", l.acked.Load(), l.sent.Load(), n)
 	}
 }
@@ -380,67 +364,6 @@ func messageOf(d schemas.Data) (msgKey, string, bool) {
 	return msgKey{}, "", false
 }
 
-// readLog reads the whole events topic (up to its end offsets now) and decodes it.
-func readLog(t *testing.T, brokers []string, topic string) []pipelinetest.Event {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatalf("end offsets of %s: %v", topic, err)
-	}
-	want := map[int32]int64{}
-	parts := map[string]map[int32]kgo.Offset{topic: {}}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-			parts[topic][o.Partition] = kgo.NewOffset().AtStart()
-		}
-	})
-	codec, err := schemas.NewCodec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []pipelinetest.Event
-	if len(want) == 0 {
-		return out
-	}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(parts),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	for len(want) > 0 {
-		fs := cons.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %s: %d partitions not read to their end within 2 minutes", topic, len(want))
-		}
-		fs.EachError(func(_ string, p int32, err error) { t.Logf("fetch %s/%d: %v", topic, p, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok || r.Offset >= end {
-				return
-			}
-			env, data, err := codec.Decode(r.Value)
-			if err != nil {
-				t.Errorf("event at %d/%d does not decode: %v", r.Partition, r.Offset, err)
-			} else {
-				out = append(out, pipelinetest.Event{Env: env, Data: data, Raw: r.Value})
-			}
-			if r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return out
-}
-
 // checkLog: every event of an acknowledged webhook is in the log.
 func checkLog(t *testing.T, f facts, log []pipelinetest.Event) {
 	t.Helper()
@@ -478,7 +401,7 @@ func checkModel(t *testing.T, pool *pgxpool.Pool, f facts, log []pipelinetest.Ev
 	var got projector.Rows
 	var diff string
 	start := time.Now()
-	poll(d, func() bool {
+	testenv.Poll(d, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		var err error
@@ -550,7 +473,7 @@ func checkModel(t *testing.T, pool *pgxpool.Pool, f facts, log []pipelinetest.Ev
 func (r *rig) verify(acked [][]byte, d time.Duration) projector.Rows {
 	r.t.Helper()
 	f := ackedFacts(r.t, acked)
-	log := readLog(r.t, r.kc.Brokers, r.kc.EventsTopic)
+	log := pipelinetest.ReadLog(r.t, r.kc.Brokers, r.kc.EventsTopic)
 	checkLog(r.t, f, log)
 	return checkModel(r.t, r.pool, f, log, d)
 }

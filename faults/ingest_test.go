@@ -47,7 +47,7 @@ func TestIngestKillNineMidLoad(t *testing.T) {
 		before := l.sent.Load()
 		// The load keeps going while no ingest listens: those requests fail, as Meta's
 		// would, and are redelivered by Meta (here: not acknowledged, not expected).
-		if !poll(30*time.Second, func() bool { return l.sent.Load() > before+20 }) {
+		if !testenv.Poll(30*time.Second, func() bool { return l.sent.Load() > before+20 }) {
 			t.Fatal("the load stopped sending while ingest was down")
 		}
 		in = r.startAt("ingest-"+string(rune('a'+i)), "ingest", addr)

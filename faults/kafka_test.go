@@ -109,7 +109,7 @@ func (c *kcluster) isr(topics []string, ok func(isr []int32) bool) bool {
 
 func (c *kcluster) waitISR(topics []string, what string, d time.Duration, ok func(isr []int32) bool) {
 	c.t.Helper()
-	if !poll(d, func() bool { return c.isr(topics, ok) }) {
+	if !testenv.Poll(d, func() bool { return c.isr(topics, ok) }) {
 		c.t.Fatalf("kafka cluster: not every partition %s within %s", what, d)
 	}
 }
@@ -171,7 +171,7 @@ func TestKafkaBrokerKilledAndPausedMidLoad(t *testing.T) {
 	// Frozen until it is out of every ISR (fenced) and longer than the groups' session
 	// timeout (6 s): both conditions, not a fixed sleep.
 	kcl.waitISR(topics, "dropped node 3 from its ISR", time.Minute, func(isr []int32) bool { return !slices.Contains(isr, 3) })
-	if !poll(time.Minute, func() bool { return time.Since(stopped) > 7*time.Second }) {
+	if !testenv.Poll(time.Minute, func() bool { return time.Since(stopped) > 7*time.Second }) {
 		t.Fatal("unreachable")
 	}
 	l.waitAcked(t, l.acked.Load()+100)

@@ -109,7 +109,7 @@ logfile = %s
 		}
 	})
 	for alias := range schemas {
-		if !poll(30*time.Second, func() bool {
+		if !testenv.Poll(30*time.Second, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			c, err := pgx.Connect(ctx, b.URL(alias)+"&default_query_exec_mode=simple_protocol")
@@ -285,7 +285,7 @@ func TestModelBasedPipelineThroughTransactionPooler(t *testing.T) {
 			want := pipelinetest.Reference(all)
 			direct := directPool(t, schema)
 			var diff string
-			poll(90*time.Second, func() bool {
+			testenv.Poll(90*time.Second, func() bool {
 				got, err := projector.Dump(ctx, direct)
 				if err != nil {
 					return false

@@ -82,7 +82,7 @@ var hot = func() (out [][2]string) {
 func checkFresh(t *testing.T, api *proc, rows projector.Rows, bound time.Duration) {
 	t.Helper()
 	var stale []string
-	ok := poll(bound, func() bool {
+	ok := testenv.Poll(bound, func() bool {
 		stale = stale[:0]
 		isHot := map[[2]string]bool{}
 		for _, h := range hot {
@@ -150,7 +150,7 @@ func TestRedisRestartMidLoad(t *testing.T) {
 	down := l.acked.Load()
 	readsBefore := rd.reads.Load()
 	l.waitAcked(t, down+250)
-	if !poll(30*time.Second, func() bool { return rd.reads.Load() > readsBefore+50 }) {
+	if !testenv.Poll(30*time.Second, func() bool { return rd.reads.Load() > readsBefore+50 }) {
 		t.Errorf("the read API answered %d reads while Redis was down, want reads to go on", rd.reads.Load()-readsBefore)
 	}
 	t.Log("redis started again, empty")

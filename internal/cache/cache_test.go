@@ -299,7 +299,7 @@ func TestOpenWithRedisDownUsesRedisOnceItAnswers(t *testing.T) {
 	k := c.Keys()
 	key, marker := k.Entry("p1", "page"), k.PageMarker("p1")
 	load := func(context.Context) (cache.Entry, error) { return cache.Entry{Version: 1, Value: []byte("v1")}, nil }
-	waitUntil(t, 10*time.Second, "the cache serves from Redis once it answers", func() bool {
+	eventually(t, 10*time.Second, "the cache serves from Redis once it answers", func() bool {
 		_, hit, err := c.Load(ctx, key, marker, nil, load)
 		return err == nil && hit
 	})
@@ -307,17 +307,6 @@ func TestOpenWithRedisDownUsesRedisOnceItAnswers(t *testing.T) {
 	defer rc.Close()
 	if n, err := rc.Exists(ctx, key).Result(); err != nil || n != 1 {
 		t.Errorf("the entry is not in Redis (exists %d, %v): the process did not share the store", n, err)
-	}
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
 }
 
