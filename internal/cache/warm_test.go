@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -228,5 +229,44 @@ func (g *gated) loader() cache.Loader {
 			}
 		}
 		return cache.Entry{Version: v, Value: []byte("v" + strconv.FormatInt(v, 10))}, nil
+	}
+}
+
+// A load that several callers share runs on a context of its own: the caller that started
+// it giving up (a reader gone, a rebuild past its deadline) fails only its own wait.
+func TestASharedLoadOutlivesTheCallerThatStartedIt(t *testing.T) {
+	c := cache.New(cache.NewMemory(100), cache.Defaults(), prometheus.NewRegistry(), logging.Discard())
+	k := c.Keys()
+	key, marker := k.Entry("p1", "page"), k.PageMarker("p1")
+	started, release := make(chan struct{}), make(chan struct{})
+	load := func(ctx context.Context) (cache.Entry, error) {
+		close(started)
+		select {
+		case <-release:
+			return cache.Entry{Version: 1, Value: []byte("v1")}, nil
+		case <-ctx.Done():
+			return cache.Entry{}, ctx.Err()
+		}
+	}
+	first, cancelFirst := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() { _, _, err := c.Load(first, key, marker, nil, load); firstErr <- err }()
+	<-started
+	second := make(chan error, 1)
+	go func() {
+		e, _, err := c.Load(testenv.Context(t, time.Minute), key, marker, nil, load)
+		if err == nil && e.Version != 1 {
+			err = fmt.Errorf("got v%d", e.Version)
+		}
+		second <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the second caller join the load under way
+	cancelFirst()
+	if err := <-firstErr; err == nil {
+		t.Error("the caller that gave up got no error")
+	}
+	close(release)
+	if err := <-second; err != nil {
+		t.Fatalf("the second caller of a shared load = %v, want v1: the first caller's end failed it", err)
 	}
 }
