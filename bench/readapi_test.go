@@ -63,8 +63,12 @@ func BenchmarkLoadBinaryReadAPI(b *testing.B) {
 
 		m := map[string]float64{}
 		c0 := scrape(b, all.base)
+		cpu0 := st.readCPU()
 		b.StartTimer()
 		p := runPaced(b, paced{URL: url, Token: benchToken, Rate: 5000, Duration: 10 * time.Second, Concurrency: 64})
+		// CPU of the paced window: the reads and the writer's 500 events/s, per 1,000 reads
+		// (the paced client's own process is not counted).
+		st.readCPU().sub(cpu0).perThousand(m, float64(p.Requests))
 		c1 := scrape(b, all.base)
 		wr := runWrk(b, wrkBin, url, 10*time.Second)
 		c2 := scrape(b, all.base)
@@ -102,11 +106,12 @@ func BenchmarkLoadBinaryReadAPI(b *testing.B) {
 		report(b, m)
 		b.Logf("binary all, reads of %s while writing %.0f events/s: paced 5,000/s (Go client, own process) p50 %.2f p99 %.2f max %.1f ms "+
 			"(server p50 %.2f p99 %.2f ms); wrk -t2 -c32 %.0f req/s p50 %.2f p99 %.2f ms; redis-benchmark GET %.0f/s: ratio %.2f; "+
-			"hit rate %.2f%% (paced %.2f%%, wrk %.2f%%), near cache %.1f%% of reads; loadavg %s",
+			"hit rate %.2f%% (paced %.2f%%, wrk %.2f%%), near cache %.1f%% of reads; "+
+			"paced window CPU s per 1,000 reads (writes included) convsync %.3f postgres %.3f kafka %.3f total %.3f; loadavg %s",
 			loadgen.PageID(0), m["writer_events_per_s"], m["paced_p50_ms"], m["paced_p99_ms"], m["paced_max_ms"],
 			m["server_paced_p50_ms"], m["server_paced_p99_ms"], m["wrk_req_per_s"], m["wrk_p50_ms"], m["wrk_p99_ms"],
 			m["redis_get_per_s"], m["wrk_to_redis_get"], m["hit_rate_pct"], m["hit_rate_paced_pct"], m["hit_rate_wrk_pct"],
-			m["near_share_pct"], loadavg())
+			m["near_share_pct"], m["cpu_s_per_1k_convsync"], m["cpu_s_per_1k_postgres"], m["cpu_s_per_1k_kafka"], m["cpu_s_per_1k_total"], loadavg())
 	}
 }
 
