@@ -107,8 +107,9 @@ func Bind(fs *flag.FlagSet, s *Settings) *config.Binder {
 	b.Int(&s.Graph.ProfileCacheSize, "graph-api-profile-cache-size", "user names remembered", "GRAPH_API_PROFILE_CACHE_SIZE")
 
 	b.String(&s.Processor.Group, "processor-group", "consumer group of the processor", "PROCESSOR_GROUP")
+	b.String(&s.Processor.Delivery, "processor-delivery", "at-least-once (deltas produced, offsets committed after them) or exactly-once (a Kafka transaction per batch)", "PROCESSOR_DELIVERY")
 	b.String(&s.Processor.TransactionalID, "processor-transactional-id", "transactional id of this processor instance (unique per instance; default from group, host and pid)", "PROCESSOR_TRANSACTIONAL_ID")
-	b.Int(&s.Processor.MaxPollRecords, "processor-max-poll-records", "events per processor transaction at most", "PROCESSOR_MAX_POLL_RECORDS")
+	b.Int(&s.Processor.MaxPollRecords, "processor-max-poll-records", "events per processor batch (and transaction) at most", "PROCESSOR_MAX_POLL_RECORDS")
 	b.Duration(&s.Processor.TransactionTimeout, "processor-transaction-timeout", "the broker aborts a processor transaction not ended by then", "PROCESSOR_TRANSACTION_TIMEOUT")
 	b.Int(&s.Processor.MaxDeltaBytes, "processor-max-delta-bytes", "a page's delta larger than this is split into several records", "PROCESSOR_MAX_DELTA_BYTES")
 

@@ -315,6 +315,20 @@ func start(t *testing.T, p *Processor) *running {
 	return r
 }
 
+// halt cancels Run and returns what it returned, failing unless it does within a minute.
+func (r *running) halt(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		return err
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return within a minute of its context's cancellation")
+		return nil
+	}
+}
+
 // stop cancels Run and fails unless it returns nil within a minute.
 func (r *running) stop(t *testing.T) {
 	t.Helper()

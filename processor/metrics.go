@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, eventsTopic string) (*metrics, error)
 		}),
 		txns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "convsync_processor_transactions_total",
-			Help: "Kafka transactions ended, by outcome (committed, aborted).",
+			Help: "Batches ended, by outcome: committed (exactly-once: the Kafka transaction committed; at-least-once: every record produced and the offsets marked), aborted.",
 		}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.events, m.deltas, m.ratio, m.batch, m.txns} {

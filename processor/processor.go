@@ -18,9 +18,26 @@ import (
 	"github.com/convsync/convsync/schemas/deltas"
 )
 
+// Delivery modes of the processor (PROCESSOR_DELIVERY).
+const (
+	// AtLeastOnce produces each batch's deltas with the idempotent producer and marks the
+	// consumed offsets once Kafka acknowledged them; the marks are committed every
+	// second, on a rebalance and on shutdown. After a crash the events since the last
+	// commit are folded again, so some deltas are written twice, which the projector's
+	// merge (deltas are joins) absorbs: the read model is the same. It costs one produce
+	// per batch.
+	AtLeastOnce = "at-least-once"
+	// ExactlyOnce commits each batch's deltas and consumed offsets in one Kafka
+	// transaction: a reader with read_committed sees every event folded into exactly one
+	// delta. It costs about six broker round trips per batch.
+	ExactlyOnce = "exactly-once"
+)
+
 // Config is the processor's configuration.
 type Config struct {
 	Group string // PROCESSOR_GROUP: the consumer group of the events topic
+	// Delivery (PROCESSOR_DELIVERY) is AtLeastOnce or ExactlyOnce: see those.
+	Delivery string
 	// TransactionalID (PROCESSOR_TRANSACTIONAL_ID) must be unique per running instance:
 	// two instances with one id fence each other. Empty means <Group>-<hostname>-<pid>.
 	TransactionalID string
@@ -40,6 +57,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		Group:              "convsync-processor",
+		Delivery:           AtLeastOnce,
 		MaxPollRecords:     5000,
 		TransactionTimeout: 30 * time.Second,
 		MaxDeltaBytes:      512 << 10,
@@ -51,6 +69,8 @@ func (c Config) Validate() error {
 	switch {
 	case strings.TrimSpace(c.Group) == "":
 		return errors.New("PROCESSOR_GROUP must not be empty")
+	case c.Delivery != AtLeastOnce && c.Delivery != ExactlyOnce:
+		return fmt.Errorf("PROCESSOR_DELIVERY must be %s or %s, got %q", AtLeastOnce, ExactlyOnce, c.Delivery)
 	case c.TransactionalID != strings.TrimSpace(c.TransactionalID):
 		return fmt.Errorf("PROCESSOR_TRANSACTIONAL_ID must not begin or end with spaces, got %q", c.TransactionalID)
 	case c.MaxPollRecords < 1 || c.MaxPollRecords > 100_000:
@@ -63,7 +83,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Processor consumes the event log and writes deltas, exactly once.
+// Processor consumes the event log and writes deltas, at least once or exactly once.
 type Processor struct {
 	cfg   Config
 	kc    kafka.Config
@@ -73,6 +93,8 @@ type Processor struct {
 	m     *metrics
 	log   *slog.Logger
 	now   func() time.Time
+	// commitTimeout bounds an at-least-once commit of marked offsets.
+	commitTimeout time.Duration
 
 	mu      sync.Mutex
 	started bool
@@ -113,7 +135,7 @@ func New(cfg Config, kc kafka.Config, codec *schemas.Codec, opts []kgo.Opt, reg 
 	}
 	return &Processor{
 		cfg: cfg, kc: kc, txnID: txnID, codec: codec, opts: opts, m: m,
-		log: log.With("component", "processor"), now: time.Now,
+		log: log.With("component", "processor"), now: time.Now, commitTimeout: 10 * time.Second,
 	}, nil
 }
 
@@ -148,11 +170,15 @@ func (p *Processor) setClient(cl *kgo.Client) {
 }
 
 // Run joins the group and processes batches until ctx is cancelled; it may be called
-// once. On cancellation it finishes the transaction in flight (commit, or abort when a
-// worker could not finish it within TransactionTimeout), leaves the group, waits for
-// every partition's goroutine and closes the client, then returns nil.
+// once. On cancellation it finishes the batch in flight (exactly once: commit, or abort
+// when a worker could not finish it within TransactionTimeout; at least once: produce
+// and commit the marked offsets), leaves the group, waits for every partition's
+// goroutine and closes the client, then returns nil.
 //
-// When a transaction cannot be ended cleanly (Kafka failed or did not answer the
+// At least once, a batch whose records Kafka refused is not marked, and Run joins the
+// group again with a new client, which resumes from the committed offsets.
+//
+// Exactly once, when a transaction cannot be ended cleanly (Kafka failed or did not answer the
 // commit), Run aborts it and joins the group again with a new client, which reads the
 // committed offsets from Kafka: a commit whose answer was lost is then not done twice.
 // An abort that fails too (fenced after the coordinator timed the transaction out, or
@@ -174,7 +200,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			return err
 		}
 		backoff = min(max(2*backoff, minBackoff), maxBackoff)
-		p.log.Warn("joining the group again after a transaction that did not end cleanly", "topic", p.kc.EventsTopic,
+		p.log.Warn("joining the group again after a batch that did not end cleanly", "topic", p.kc.EventsTopic,
 			"error", err, "backoff_ms", backoff.Milliseconds())
 		if !sleep(ctx, backoff) {
 			return nil
@@ -182,13 +208,17 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 }
 
-// errRejoin says a transaction could not be ended but was aborted: the client's idea of
-// the committed offsets may be stale, so a new client must join the group.
+// errRejoin says a batch could not be ended cleanly (a transaction that had to be
+// aborted, or an at-least-once batch not produced): the client's position is past what
+// is committed, so a new client must join the group and resume from the commit.
 var errRejoin = errors.New("transaction not ended cleanly")
 
 // session runs one client (and group membership) until ctx is cancelled or the
 // transaction state can no longer be trusted.
 func (p *Processor) session(ctx context.Context) error {
+	if p.cfg.Delivery == AtLeastOnce {
+		return p.plainSession(ctx)
+	}
 	ws := &workers{p: p, m: map[int32]*worker{}}
 	sess, err := kgo.NewGroupTransactSession(p.clientOpts(ws)...)
 	if err != nil {
@@ -201,7 +231,7 @@ func (p *Processor) session(ctx context.Context) error {
 		ws.stopAll() // any a lost session left
 	}()
 	p.log.Info("processor joining", "topic", p.kc.EventsTopic, "group", p.cfg.Group, "transactional_id", p.txnID)
-	return p.loop(ctx, sess, ws)
+	return p.loop(ctx, sess.PollRecords, func(f kgo.Fetches) (bool, error) { return p.batch(sess, ws, f) }, func() {})
 }
 
 // sleep waits d, or less when ctx ends first; it reports whether d passed.
@@ -216,34 +246,44 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// clientOpts are the client's options for either delivery: kc.Opts(), the processor's
+// defaults, p.opts, then what the guarantees rest on, which p.opts cannot change.
 func (p *Processor) clientOpts(ws *workers) []kgo.Opt {
 	opts := append([]kgo.Opt{}, p.kc.Opts()...)
 	opts = append(opts,
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 		kgo.ProducerLinger(0), // a batch's records are all produced at once, then awaited
+	)
+	if p.cfg.Delivery == ExactlyOnce {
 		// A transaction begun right after the last one ended meets CONCURRENT_TRANSACTIONS
 		// until the broker has written the markers, about a millisecond here; at 1,000
 		// events/s four transactions in five do. franz-go's default 20ms backoff would add
 		// that much to each (freshness); 2ms gave a p50 of 18-19 ms, 500µs 13-17 ms. The
 		// retry is one small request.
-		kgo.ConcurrentTransactionsBackoff(500*time.Microsecond),
-	)
+		opts = append(opts, kgo.ConcurrentTransactionsBackoff(500*time.Microsecond))
+	}
 	opts = append(opts, p.opts...)
-	return append(opts,
+	opts = append(opts,
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.kc.EventsTopic),
 		// The event log is kept forever: a new group starts from its beginning.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.TransactionalID(p.txnID),
-		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		// A record Kafka cannot take fails rather than holding the batch forever.
 		kgo.RecordDeliveryTimeout(p.cfg.TransactionTimeout),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.OnPartitionsAssigned(ws.assigned),
-		kgo.OnPartitionsRevoked(ws.revoked),
+		// Lost partitions may have a new owner already: nothing to commit for them.
 		kgo.OnPartitionsLost(ws.revoked),
 	)
+	if p.cfg.Delivery == ExactlyOnce {
+		return append(opts,
+			kgo.TransactionalID(p.txnID),
+			kgo.TransactionTimeout(p.cfg.TransactionTimeout),
+			kgo.OnPartitionsRevoked(ws.revoked),
+		)
+	}
+	return append(opts, p.markOpts(ws)...)
 }
 
 // Backoff after a batch that failed (not a rebalance): Kafka refused a record or is
@@ -253,14 +293,18 @@ const (
 	maxBackoff = 10 * time.Second
 )
 
-func (p *Processor) loop(ctx context.Context, sess *kgo.GroupTransactSession, ws *workers) error {
+// loop polls batches and runs each until ctx is cancelled. allow is called once a polled
+// batch is done with (or none came): BlockRebalanceOnPoll's AllowRebalance, or nothing.
+func (p *Processor) loop(ctx context.Context, poll func(context.Context, int) kgo.Fetches,
+	batch func(kgo.Fetches) (failed bool, err error), allow func()) error {
 	var backoff time.Duration
 	for {
 		if backoff > 0 && !sleep(ctx, backoff) {
 			return nil
 		}
-		fetches := sess.PollRecords(ctx, p.cfg.MaxPollRecords)
+		fetches := poll(ctx, p.cfg.MaxPollRecords)
 		if ctx.Err() != nil {
+			allow()
 			return nil // what was polled is not committed: it comes again
 		}
 		if fetches.IsClientClosed() {
@@ -270,9 +314,11 @@ func (p *Processor) loop(ctx context.Context, sess *kgo.GroupTransactSession, ws
 			p.log.Warn("fetch failed", "topic", topic, "partition", partition, "error", err)
 		})
 		if fetches.NumRecords() == 0 {
+			allow()
 			continue
 		}
-		failed, err := p.batch(sess, ws, fetches)
+		failed, err := batch(fetches)
+		allow()
 		switch {
 		case err != nil:
 			return err
@@ -297,46 +343,7 @@ func (p *Processor) batch(sess *kgo.GroupTransactSession, ws *workers, fetches k
 	if err := sess.Begin(); err != nil {
 		return false, fmt.Errorf("begin transaction: %w", err)
 	}
-	type sent struct {
-		w *worker
-		j job
-	}
-	var res batchResult
-	var jobs []sent
-	partitions := 0
-	// The hand-offs and the waits select on the worker's stop, not on Run's ctx: a
-	// cancelled Run still finishes the batch in flight, and a revoke ends it at once.
-	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if len(fp.Records) == 0 {
-			return
-		}
-		partitions++
-		w := ws.get(fp.Partition)
-		if w == nil {
-			res.add(batchResult{err: errRevoked})
-			return
-		}
-		j := job{recs: fp.Records, out: make(chan batchResult, 1)}
-		select {
-		case w.jobs <- j:
-			jobs = append(jobs, sent{w, j})
-		case <-w.stop:
-			res.add(batchResult{err: errRevoked})
-		}
-	})
-	for _, s := range jobs {
-		select {
-		case r := <-s.j.out:
-			res.add(r)
-		case <-s.w.done:
-			select {
-			case r := <-s.j.out:
-				res.add(r)
-			default:
-				res.add(batchResult{err: errRevoked})
-			}
-		}
-	}
+	res, partitions := dispatch(ws, fetches)
 
 	// End must run even after Run's ctx is cancelled; the broker gives up on the
 	// transaction after TransactionTimeout, and so do we.
@@ -378,6 +385,12 @@ func (p *Processor) batch(sess *kgo.GroupTransactSession, ws *workers, fetches k
 	}
 	p.m.committed(p.kc.EventsTopic, res)
 	p.m.batch.Observe(elapsed.Seconds())
+	p.logBatch(res, fetches, partitions, elapsed)
+	return false, nil
+}
+
+// logBatch logs each dead letter of a batch that is done, and the batch at debug.
+func (p *Processor) logBatch(res batchResult, fetches kgo.Fetches, partitions int, elapsed time.Duration) {
 	for _, d := range res.dead {
 		p.log.Warn("record dead-lettered", "topic", d.src.Topic, "partition", d.src.Partition, "offset", d.src.Offset,
 			"event_id", d.eventID, "reason", d.category, "field", d.field, "dlq_topic", p.kc.DLQTopic)
@@ -385,7 +398,49 @@ func (p *Processor) batch(sess *kgo.GroupTransactSession, ws *workers, fetches k
 	p.log.Debug("batch committed", "topic", p.kc.EventsTopic, "partitions", partitions, "records", fetches.NumRecords(),
 		"events", res.events, "dead_letters", len(res.dead), "deltas", len(res.perDelta),
 		"duration_ms", float64(elapsed.Microseconds())/1000)
-	return false, nil
+}
+
+// dispatch hands each partition's records of a batch to its worker and adds up what
+// they produced. The hand-offs and the waits select on the worker's stop, not on Run's
+// ctx: a cancelled Run still finishes the batch in flight, and a revoke ends it at once.
+func dispatch(ws *workers, fetches kgo.Fetches) (res batchResult, partitions int) {
+	type sent struct {
+		w *worker
+		j job
+	}
+	var jobs []sent
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		partitions++
+		w := ws.get(fp.Partition)
+		if w == nil {
+			res.add(batchResult{err: errRevoked})
+			return
+		}
+		j := job{recs: fp.Records, out: make(chan batchResult, 1)}
+		select {
+		case w.jobs <- j:
+			jobs = append(jobs, sent{w, j})
+		case <-w.stop:
+			res.add(batchResult{err: errRevoked})
+		}
+	})
+	for _, s := range jobs {
+		select {
+		case r := <-s.j.out:
+			res.add(r)
+		case <-s.w.done:
+			select {
+			case r := <-s.j.out:
+				res.add(r)
+			default:
+				res.add(batchResult{err: errRevoked})
+			}
+		}
+	}
+	return res, partitions
 }
 
 // worker is the goroutine of one assigned partition: it turns that partition's share of

@@ -25,6 +25,9 @@ func TestConfigValidateNamesTheVariable(t *testing.T) {
 	}{
 		{"defaults", func(*Config) {}, ""},
 		{"transactional id set", func(c *Config) { c.TransactionalID = "convsync-processor-0" }, ""},
+		{"exactly once", func(c *Config) { c.Delivery = ExactlyOnce }, ""},
+		{"unknown delivery", func(c *Config) { c.Delivery = "at-most-once" }, "PROCESSOR_DELIVERY"},
+		{"no delivery", func(c *Config) { c.Delivery = "" }, "PROCESSOR_DELIVERY"},
 		{"no group", func(c *Config) { c.Group = " " }, "PROCESSOR_GROUP"},
 		{"spaces around the transactional id", func(c *Config) { c.TransactionalID = " p-1" }, "PROCESSOR_TRANSACTIONAL_ID"},
 		{"no records per poll", func(c *Config) { c.MaxPollRecords = 0 }, "PROCESSOR_MAX_POLL_RECORDS"},
