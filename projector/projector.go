@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,6 +78,7 @@ type Projector struct {
 
 	writers     []chan commitReq
 	writersDone chan struct{}
+	rounds      *rounds
 }
 
 // New validates and allocates; Run does the work. opts are extra client options (client
@@ -97,7 +99,7 @@ func New(cfg Config, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, hook H
 		return nil, err
 	}
 	return &Projector{cfg: cfg, kc: kc, opts: opts, pool: pool, w: NewWriter(pool), hook: hook,
-		m: m, log: log, ready: make(chan struct{}), workers: map[int32]*worker{}, gaps: map[int32]bool{}}, nil
+		m: m, log: log, ready: make(chan struct{}), workers: map[int32]*worker{}, gaps: map[int32]bool{}, rounds: newRounds()}, nil
 }
 
 // Ready is closed once the consumer runs.
@@ -172,6 +174,7 @@ func (p *Projector) Run(ctx context.Context) error {
 			}
 			p.log.Warn("fetch", "topic", t, "partition", part, "error", err)
 		})
+		r := p.rounds.begin()
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 			if len(ftp.Records) == 0 {
 				return
@@ -182,12 +185,22 @@ func (p *Projector) Run(ctx context.Context) error {
 			if w == nil {
 				return // revoked meanwhile
 			}
+			d := delivery{recs: ftp.Records}
+			if !w.waiting.Load() && len(w.in) == 0 {
+				// Only a worker free to hand this in at once takes part: one waiting for a
+				// commit, or with deliveries queued, would hold the round's writer back.
+				d.round = r
+				r.left.Add(1)
+			}
 			select {
-			case w.in <- ftp.Records:
+			case w.in <- d:
 			case <-w.quit:
+				d.round.leave()
 			case <-ctx.Done():
+				d.round.leave()
 			}
 		})
+		r.leave()
 		cl.AllowRebalance()
 	}
 }
@@ -219,7 +232,7 @@ func (p *Projector) assigned(ctx context.Context, cl *kgo.Client, assigned map[s
 	defer p.mu.Unlock()
 	for _, parts := range assigned {
 		for _, part := range parts {
-			w := &worker{p: p, partition: part, in: make(chan []*kgo.Record, 4), quit: make(chan struct{}), done: make(chan struct{})}
+			w := &worker{p: p, partition: part, in: make(chan delivery, 4), quit: make(chan struct{}), done: make(chan struct{})}
 			p.workers[part] = w
 			go w.run(cl)
 		}
@@ -265,12 +278,29 @@ func (p *Projector) stopAll() {
 type worker struct {
 	p         *Projector
 	partition int32
-	in        chan []*kgo.Record
+	in        chan delivery
 	quit      chan struct{}
 	done      chan struct{}
 	// stored is the partition's next offset in Postgres as of this worker's last commit;
 	// nil before its first, and after a failure (the writer then reads it).
 	stored *int64
+	// cur is the round of the delivery being worked on, until its share is settled.
+	cur *round
+	// waiting is set while the worker waits for a writer to commit its batch.
+	waiting atomic.Bool
+}
+
+// delivery is one fetch's records of the partition.
+type delivery struct {
+	recs  []*kgo.Record
+	round *round
+}
+
+// settle settles the current delivery's share of its round: its batch is with the
+// writer, or there is none to hand in now.
+func (w *worker) settle() {
+	w.cur.leave()
+	w.cur = nil
 }
 
 func (w *worker) run(cl *kgo.Client) {
@@ -295,8 +325,9 @@ func (w *worker) run(cl *kgo.Client) {
 	}
 	for {
 		select {
-		case recs := <-w.in:
-			for _, r := range recs {
+		case d := <-w.in:
+			w.cur = d.round
+			for _, r := range d.recs {
 				batch = append(batch, r)
 				bytes += len(r.Value)
 				if len(batch) >= w.p.cfg.BatchRecords || bytes >= w.p.cfg.BatchBytes {
@@ -306,9 +337,17 @@ func (w *worker) run(cl *kgo.Client) {
 					}
 				}
 			}
-			if len(batch) > 0 && linger == nil {
+			switch {
+			case len(batch) == 0 || linger != nil:
+			case w.p.cfg.Linger == 0:
+				if !flush() {
+					w.drain()
+					return
+				}
+			default:
 				linger = time.After(w.p.cfg.Linger)
 			}
+			w.settle()
 		case <-linger:
 			if !flush() {
 				w.drain()
@@ -316,6 +355,7 @@ func (w *worker) run(cl *kgo.Client) {
 			}
 		case <-w.quit:
 			flush()
+			w.discard()
 			return
 		}
 	}
@@ -324,10 +364,25 @@ func (w *worker) run(cl *kgo.Client) {
 // drain discards what arrives after a failed batch until quit: the partition resumes
 // from Postgres's offsets at the next assignment, so nothing is lost.
 func (w *worker) drain() {
+	w.settle()
 	for {
 		select {
-		case <-w.in:
+		case d := <-w.in:
+			d.round.leave()
 		case <-w.quit:
+			w.discard()
+			return
+		}
+	}
+}
+
+// discard settles the deliveries still queued when the worker stops.
+func (w *worker) discard() {
+	for {
+		select {
+		case d := <-w.in:
+			d.round.leave()
+		default:
 			return
 		}
 	}
@@ -356,7 +411,7 @@ func (w *worker) apply(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) 
 	var err error
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err = w.p.commit(ctx, Part{Pos: pos, In: in}, len(recs), start)
+		err = w.commit(ctx, Part{Pos: pos, In: in}, len(recs), start)
 		if refused(err) {
 			err = w.isolate(ctx, cl, recs, in, pos, start)
 		}
@@ -392,18 +447,27 @@ type commitReq struct {
 	part  Part
 	nd    int
 	start time.Time
+	round uint64 // of the fetch it came in; 0: none to wait for
 	done  chan error
 }
 
-// commit hands a partition's batch to its writer and waits until it is committed. A
-// partition always goes to the same writer, so its batches commit in order.
-func (p *Projector) commit(ctx context.Context, part Part, nd int, start time.Time) error {
+// commit hands the partition's batch to its writer, settles the delivery's share of
+// its round, and waits until the batch is committed. A partition always goes to the
+// same writer, so its batches commit in order.
+func (w *worker) commit(ctx context.Context, part Part, nd int, start time.Time) error {
+	p := w.p
 	req := commitReq{part: part, nd: nd, start: start, done: make(chan error, 1)}
+	if w.cur != nil {
+		req.round = w.cur.id
+	}
+	w.waiting.Store(true)
+	defer w.waiting.Store(false)
 	select {
 	case p.writers[int(part.Pos.Partition)%len(p.writers)] <- req:
 	case <-p.writersDone:
 		return errors.New("projector stopped")
 	}
+	w.settle()
 	return <-req.done
 }
 
@@ -420,17 +484,7 @@ func (p *Projector) write(in <-chan commitReq) {
 		case <-p.writersDone:
 			return
 		}
-		nd := reqs[0].nd
-	gather:
-		for nd < p.cfg.BatchRecords {
-			select {
-			case r := <-in:
-				reqs = append(reqs, r)
-				nd += r.nd
-			default:
-				break gather
-			}
-		}
+		reqs = p.gather(in, reqs)
 		err := p.applyGroup(reqs)
 		if err != nil && len(reqs) > 1 {
 			// One partition's batch may be what failed (or was fenced): commit the others
@@ -446,6 +500,40 @@ func (p *Projector) write(in <-chan commitReq) {
 			r.done <- err
 		}
 	}
+}
+
+// gather adds the batches waiting for the writer to reqs, up to BatchRecords deltas, and
+// waits (gatherMax at most) for the rest of the rounds they came in.
+func (p *Projector) gather(in <-chan commitReq, reqs []commitReq) []commitReq {
+	nd, need := reqs[0].nd, reqs[0].round
+	var timeout <-chan time.Time
+	for nd < p.cfg.BatchRecords {
+		select {
+		case r := <-in:
+			reqs = append(reqs, r)
+			nd += r.nd
+			need = max(need, r.round)
+			continue
+		default:
+		}
+		done, changed := p.rounds.state()
+		if done >= need {
+			return reqs
+		}
+		if timeout == nil {
+			timeout = time.After(gatherMax)
+		}
+		select {
+		case r := <-in:
+			reqs = append(reqs, r)
+			nd += r.nd
+			need = max(need, r.round)
+		case <-changed:
+		case <-timeout:
+			return reqs
+		}
+	}
+	return reqs
 }
 
 func (p *Projector) applyGroup(reqs []commitReq) error {

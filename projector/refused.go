@@ -59,7 +59,7 @@ func (w *worker) isolate(ctx context.Context, cl *kgo.Client, recs []*kgo.Record
 		}
 	}
 	pos.Stored = nil
-	return w.p.commit(ctx, Part{Pos: pos}, len(recs), start)
+	return w.commit(ctx, Part{Pos: pos}, len(recs), start)
 }
 
 // applyAlone applies one delta in a transaction of its own, without offsets, and keeps
