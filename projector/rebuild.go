@@ -407,9 +407,14 @@ func (r *rebuild) waitFor(ctx context.Context, target map[int32]int64, timeout t
 	return true, nil
 }
 
-// processorOffsets are the processor group's committed offsets on the events topic. With
-// require_stable the broker answers only once no transaction of the group is half
-// committed, so no delta the projector can read comes from events past these offsets.
+// processorOffsets is what the rebuild must reach before it may swap: every event whose
+// delta the live projector may have applied. That is, per partition, the greater of the
+// processor group's committed offset on the events topic (with require_stable the
+// broker answers only once no transaction of the group is half committed) and the
+// topic's last stable offset now: at least once (PROCESSOR_DELIVERY's default), the
+// processor produces a batch's deltas before it commits the batch's offsets, so the
+// projector may have applied deltas of events past them, but never of events the log
+// did not hold yet. The group's offsets still tell a wrong group (none, or past the log).
 func (r *rebuild) processorOffsets(ctx context.Context) (map[int32]int64, error) {
 	group := r.cfg.ProcessorGroup
 	out := map[int32]int64{}
@@ -463,5 +468,17 @@ func (r *rebuild) processorOffsets(ctx context.Context) (map[int32]int64, error)
 			return nil, fmt.Errorf("group %s (--processor-group) committed offset %d on %s partition %d, past the end of the log", group, off, r.kc.EventsTopic, p)
 		}
 	}
+	stable, err := r.adm.ListCommittedOffsets(ctx, r.kc.EventsTopic)
+	if err == nil {
+		err = stable.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the last stable offsets of %s: %w", r.kc.EventsTopic, err)
+	}
+	stable.Each(func(o kadm.ListedOffset) {
+		if o.Topic == r.kc.EventsTopic && o.Offset > out[o.Partition] {
+			out[o.Partition] = o.Offset
+		}
+	})
 	return out, nil
 }

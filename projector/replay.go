@@ -3,17 +3,20 @@ package projector
 // Replay rebuilds the read model from the event log (invariant 7, "Rebuildable").
 //
 // In: every record of the events topic from the start of each partition (read_committed,
-// a plain consumer, no group), and the processor group's committed offsets on it. Out: a
+// a plain consumer, no group), its last stable offsets, and the processor group's
+// committed offsets on it. Out: a
 // fresh schema convsync_rebuild_<n> built by the migrations and filled by Writer.Apply,
 // swapped in for the live tables in one transaction; the old tables end in
 // convsync_old_<n>, dropped unless kept.
 //
 // Why the swap loses nothing: the live tables hold exactly the deltas the projector
-// applied, and each delta comes from events below the processor's committed offsets
-// (the processor commits its offsets in the Kafka transaction that writes the deltas).
+// applied, and each delta comes from events the log held when it was produced: below
+// the events topic's last stable offsets of any later moment (the processor reads
+// read_committed). At least once, they may be past the processor's committed offsets.
 // The swap locks projector_offsets first, which stops the projector before its next
-// batch, then reads those offsets (require_stable: no transaction half-visible) and waits
-// until the rebuild has consumed at least them. From then on the live tables hold
+// batch, then reads the last stable offsets and the processor's committed ones
+// (require_stable: no transaction half-visible) and waits until the rebuild has consumed
+// at least the greater of the two. From then on the live tables hold
 // nothing the rebuilt ones lack. The projector's offsets are copied over, so it resumes
 // on the new tables where it stood; deltas it applies again there were folded from
 // events the rebuild has already (merges are idempotent).
