@@ -117,6 +117,7 @@ func Bind(fs *flag.FlagSet, s *Settings) *config.Binder {
 	b.Int(&s.Projector.BatchRecords, "projector-batch-records", "deltas per projector transaction at most", "PROJECTOR_BATCH_RECORDS")
 	b.Int(&s.Projector.BatchBytes, "projector-batch-bytes", "delta bytes per projector transaction at most", "PROJECTOR_BATCH_BYTES")
 	b.Duration(&s.Projector.Linger, "projector-linger", "how long a partition waits to fill a batch", "PROJECTOR_LINGER")
+	b.Duration(&s.Projector.GatherWait, "projector-gather-wait", "how long a writer waits for the other partitions of a fetch to hand in their batches (0: not at all)", "PROJECTOR_GATHER_WAIT")
 	b.Int(&s.Projector.Writers, "projector-writers", "projector transactions in parallel; each commits the waiting batches of its partitions together", "PROJECTOR_WRITERS")
 
 	b.Secret(&s.Cache.URL, "redis-url", "Redis URL (redis://host:port/db); several comma-separated addresses mean a Redis Cluster, ?master=name Sentinel; empty uses the in-memory cache", "REDIS_URL")

@@ -264,6 +264,17 @@ func produce(t testing.TB, brokers []string, recs []*kgo.Record) []*kgo.Record {
 	return out
 }
 
+// eachDelivery runs test once per delivery mode, in parallel subtests: a clean run
+// writes each event into exactly one delta in both.
+func eachDelivery(t *testing.T, test func(t *testing.T, delivery string)) {
+	for _, d := range []string{AtLeastOnce, ExactlyOnce} {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			test(t, d)
+		})
+	}
+}
+
 func testConfig() Config {
 	cfg := Defaults()
 	cfg.Group = "test-processor-" + testenv.ID()

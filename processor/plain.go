@@ -92,6 +92,7 @@ func (p *Processor) plainBatch(cl *kgo.Client, ws *workers, fetches kgo.Fetches)
 	cl.MarkCommitRecords(last...)
 	elapsed := time.Since(start)
 	p.m.committed(p.kc.EventsTopic, res)
+	p.batches.Add(1)
 	p.m.batch.Observe(elapsed.Seconds())
 	p.logBatch(res, fetches, partitions, elapsed)
 	return nil

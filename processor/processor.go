@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,6 +96,8 @@ type Processor struct {
 	now   func() time.Time
 	// commitTimeout bounds an at-least-once commit of marked offsets.
 	commitTimeout time.Duration
+
+	batches atomic.Int64 // batches committed, for rejoinBackoff
 
 	mu      sync.Mutex
 	started bool
@@ -195,17 +198,28 @@ func (p *Processor) Run(ctx context.Context) error {
 
 	var backoff time.Duration
 	for {
+		done := p.batches.Load()
 		err := p.session(ctx)
 		if !errors.Is(err, errRejoin) {
 			return err
 		}
-		backoff = min(max(2*backoff, minBackoff), maxBackoff)
+		backoff = rejoinBackoff(backoff, p.batches.Load() > done)
 		p.log.Warn("joining the group again after a batch that did not end cleanly", "topic", p.kc.EventsTopic,
 			"error", err, "backoff_ms", backoff.Milliseconds())
 		if !sleep(ctx, backoff) {
 			return nil
 		}
 	}
+}
+
+// rejoinBackoff is the wait before joining again after a session that ended with
+// errRejoin: it doubles from minBackoff to maxBackoff while sessions fail one after
+// another, and starts again from minBackoff after a session that committed a batch.
+func rejoinBackoff(prev time.Duration, progressed bool) time.Duration {
+	if progressed {
+		prev = 0
+	}
+	return min(max(2*prev, minBackoff), maxBackoff)
 }
 
 // errRejoin says a batch could not be ended cleanly (a transaction that had to be
@@ -384,6 +398,7 @@ func (p *Processor) batch(sess *kgo.GroupTransactSession, ws *workers, fetches k
 		return failed, nil
 	}
 	p.m.committed(p.kc.EventsTopic, res)
+	p.batches.Add(1)
 	p.m.batch.Observe(elapsed.Seconds())
 	p.logBatch(res, fetches, partitions, elapsed)
 	return false, nil

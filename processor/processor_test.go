@@ -59,6 +59,25 @@ func TestConfigValidateNamesTheVariable(t *testing.T) {
 	}
 }
 
+// The rejoin backoff grows while sessions fail one after another, and a session that
+// committed a batch starts it again: a rare failure late in a process's life waits
+// 100 ms, not the 10 s that earlier ones added up to.
+func TestRejoinBackoffStartsAgainAfterProgress(t *testing.T) {
+	var b time.Duration
+	for range 10 {
+		b = rejoinBackoff(b, false)
+	}
+	if b != maxBackoff {
+		t.Fatalf("backoff after 10 failed sessions = %s, want %s", b, maxBackoff)
+	}
+	if got := rejoinBackoff(b, true); got != minBackoff {
+		t.Errorf("backoff after a session that committed a batch = %s, want %s", got, minBackoff)
+	}
+	if got := rejoinBackoff(minBackoff, false); got != 2*minBackoff {
+		t.Errorf("backoff after a second failed session = %s, want %s", got, 2*minBackoff)
+	}
+}
+
 func TestNewDerivesAUniqueTransactionalID(t *testing.T) {
 	cfg := Defaults()
 	p := newProcessor(t, cfg, kafka.Defaults(), prometheus.NewRegistry())
@@ -79,10 +98,15 @@ func TestNewDerivesAUniqueTransactionalID(t *testing.T) {
 // page, and a page's deltas share one partition.
 func TestProcessorWritesDeltasOfEveryEventOnce(t *testing.T) {
 	t.Parallel()
+	eachDelivery(t, testProcessorWritesDeltasOfEveryEventOnce)
+}
+
+func testProcessorWritesDeltasOfEveryEventOnce(t *testing.T, delivery string) {
 	kc := testenv.Kafka(t, 3)
 	codec := newCodec(t)
 	events := produce(t, kc.Brokers, records(t, kc.EventsTopic, 0, conversationEvents()))
 	cfg := testConfig()
+	cfg.Delivery = delivery
 	cfg.MaxPollRecords = 4
 	reg := prometheus.NewRegistry()
 	p := newProcessor(t, cfg, kc, reg)
@@ -218,11 +242,16 @@ func TestPoisonRecordsGoToTheDLQAndThePartitionMovesOn(t *testing.T) {
 // a new instance of the same group: every event is in exactly one committed delta.
 func TestStopMidwayAndRestartLosesAndDuplicatesNothing(t *testing.T) {
 	t.Parallel()
+	eachDelivery(t, testStopMidwayAndRestartLosesAndDuplicatesNothing)
+}
+
+func testStopMidwayAndRestartLosesAndDuplicatesNothing(t *testing.T, delivery string) {
 	kc := testenv.Kafka(t, 3)
 	codec := newCodec(t)
 	data := loadgenEvents(t, 7, 6, 400)
 	first := produce(t, kc.Brokers, records(t, kc.EventsTopic, 0, data[:300]))
 	cfg := testConfig()
+	cfg.Delivery = delivery
 	cfg.MaxPollRecords = 5
 	adm := admin(t, kc.Brokers)
 

@@ -9,7 +9,7 @@
 // batch commits, on revocation. It hands each batch (by count, bytes and an optional
 // linger) to a writer, always the same one; a writer commits every batch waiting for it
 // in one transaction (group commit), once the other partitions of the same fetch have
-// handed theirs in too (round.go; gatherMax at most): the deltas are coalesced per key (a multi-row upsert
+// handed theirs in too (round.go; PROJECTOR_GATHER_WAIT at most): the deltas are coalesced per key (a multi-row upsert
 // may not touch a row twice), sent with one statement per table (the rows as array
 // parameters) and the partition's next offset in one pipelined round trip, then
 // committed. On assignment the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,11 +29,15 @@ type Config struct {
 	// Writers (PROJECTOR_WRITERS) is how many transactions run in parallel; each commits
 	// the waiting batches of the partitions it serves together.
 	Writers int
+	// GatherWait (PROJECTOR_GATHER_WAIT) bounds how long a writer that took a batch waits
+	// for the other partitions of the same fetch to hand theirs in (round.go); 0: it
+	// commits what is there.
+	GatherWait time.Duration
 }
 
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
-	return Config{Group: "convsync-projector", BatchRecords: 2000, BatchBytes: 8 << 20, Linger: 0, Writers: 1}
+	return Config{Group: "convsync-projector", BatchRecords: 2000, BatchBytes: 8 << 20, Linger: 0, Writers: 1, GatherWait: 5 * time.Millisecond}
 }
 
 // Validate reports the first invalid value, naming its variable.
@@ -50,6 +53,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("PROJECTOR_LINGER must be between 0 and 1s, got %s", c.Linger)
 	case c.Writers < 1 || c.Writers > 64:
 		return fmt.Errorf("PROJECTOR_WRITERS must be between 1 and 64, got %d", c.Writers)
+	case c.GatherWait < 0 || c.GatherWait > time.Second:
+		return fmt.Errorf("PROJECTOR_GATHER_WAIT must be between 0 and 1s, got %s", c.GatherWait)
 	}
 	return nil
 }
@@ -78,7 +83,6 @@ type Projector struct {
 
 	writers     []chan commitReq
 	writersDone chan struct{}
-	rounds      *rounds
 }
 
 // New validates and allocates; Run does the work. opts are extra client options (client
@@ -99,7 +103,7 @@ func New(cfg Config, kc kafka.Config, pool *pgxpool.Pool, opts []kgo.Opt, hook H
 		return nil, err
 	}
 	return &Projector{cfg: cfg, kc: kc, opts: opts, pool: pool, w: NewWriter(pool), hook: hook,
-		m: m, log: log, ready: make(chan struct{}), workers: map[int32]*worker{}, gaps: map[int32]bool{}, rounds: newRounds()}, nil
+		m: m, log: log, ready: make(chan struct{}), workers: map[int32]*worker{}, gaps: map[int32]bool{}}, nil
 }
 
 // Ready is closed once the consumer runs.
@@ -141,10 +145,10 @@ func (p *Projector) Run(ctx context.Context) error {
 	)
 	p.writersDone = make(chan struct{})
 	var wg sync.WaitGroup
-	for range p.cfg.Writers {
+	for i := range p.cfg.Writers {
 		ch := make(chan commitReq)
 		p.writers = append(p.writers, ch)
-		wg.Go(func() { p.write(ch) })
+		wg.Go(func() { p.write(i, ch) })
 	}
 	defer func() {
 		close(p.writersDone) // after every partition goroutine has stopped
@@ -174,7 +178,10 @@ func (p *Projector) Run(ctx context.Context) error {
 			}
 			p.log.Warn("fetch", "topic", t, "partition", part, "error", err)
 		})
-		r := p.rounds.begin()
+		var r *round
+		if fetches.NumRecords() > 0 {
+			r = newRound(len(p.writers))
+		}
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 			if len(ftp.Records) == 0 {
 				return
@@ -186,21 +193,23 @@ func (p *Projector) Run(ctx context.Context) error {
 				return // revoked meanwhile
 			}
 			d := delivery{recs: ftp.Records}
-			if !w.waiting.Load() && len(w.in) == 0 {
-				// Only a worker free to hand this in at once takes part: one waiting for a
-				// commit, or with deliveries queued, would hold the round's writer back.
+			if len(w.in) == 0 {
+				// A worker with deliveries queued hands this one in only after them: its
+				// writer would wait for it in vain.
 				d.round = r
-				r.left.Add(1)
+				r.enrol(w.partition, w.writer)
 			}
 			select {
 			case w.in <- d:
 			case <-w.quit:
-				d.round.leave()
+				d.round.settle(w.partition, w.writer)
 			case <-ctx.Done():
-				d.round.leave()
+				d.round.settle(w.partition, w.writer)
 			}
 		})
-		r.leave()
+		if r != nil {
+			r.dispatched()
+		}
 		cl.AllowRebalance()
 	}
 }
@@ -232,7 +241,7 @@ func (p *Projector) assigned(ctx context.Context, cl *kgo.Client, assigned map[s
 	defer p.mu.Unlock()
 	for _, parts := range assigned {
 		for _, part := range parts {
-			w := &worker{p: p, partition: part, in: make(chan delivery, 4), quit: make(chan struct{}), done: make(chan struct{})}
+			w := &worker{p: p, partition: part, writer: int(part) % len(p.writers), in: make(chan delivery, 4), quit: make(chan struct{}), done: make(chan struct{})}
 			p.workers[part] = w
 			go w.run(cl)
 		}
@@ -278,6 +287,7 @@ func (p *Projector) stopAll() {
 type worker struct {
 	p         *Projector
 	partition int32
+	writer    int // the index of the writer its batches go to
 	in        chan delivery
 	quit      chan struct{}
 	done      chan struct{}
@@ -286,8 +296,6 @@ type worker struct {
 	stored *int64
 	// cur is the round of the delivery being worked on, until its share is settled.
 	cur *round
-	// waiting is set while the worker waits for a writer to commit its batch.
-	waiting atomic.Bool
 }
 
 // delivery is one fetch's records of the partition.
@@ -299,7 +307,7 @@ type delivery struct {
 // settle settles the current delivery's share of its round: its batch is with the
 // writer, or there is none to hand in now.
 func (w *worker) settle() {
-	w.cur.leave()
+	w.cur.settle(w.partition, w.writer)
 	w.cur = nil
 }
 
@@ -368,7 +376,7 @@ func (w *worker) drain() {
 	for {
 		select {
 		case d := <-w.in:
-			d.round.leave()
+			d.round.settle(w.partition, w.writer)
 		case <-w.quit:
 			w.discard()
 			return
@@ -381,7 +389,7 @@ func (w *worker) discard() {
 	for {
 		select {
 		case d := <-w.in:
-			d.round.leave()
+			d.round.settle(w.partition, w.writer)
 		default:
 			return
 		}
@@ -447,44 +455,47 @@ type commitReq struct {
 	part  Part
 	nd    int
 	start time.Time
-	round uint64 // of the fetch it came in; 0: none to wait for
+	round *round // of the fetch it came in; nil: none to wait for
 	done  chan error
 }
 
-// commit hands the partition's batch to its writer, settles the delivery's share of
-// its round, and waits until the batch is committed. A partition always goes to the
+// commit hands the partition's batch to its writer, with the delivery's share of its
+// round, and waits until the batch is committed. A partition always goes to the
 // same writer, so its batches commit in order.
 func (w *worker) commit(ctx context.Context, part Part, nd int, start time.Time) error {
 	p := w.p
-	req := commitReq{part: part, nd: nd, start: start, done: make(chan error, 1)}
-	if w.cur != nil {
-		req.round = w.cur.id
-	}
-	w.waiting.Store(true)
-	defer w.waiting.Store(false)
+	req := commitReq{part: part, nd: nd, start: start, round: w.cur, done: make(chan error, 1)}
 	select {
-	case p.writers[int(part.Pos.Partition)%len(p.writers)] <- req:
+	case p.writers[w.writer] <- req:
+		w.cur = nil // the writer settles the share as it takes the batch
 	case <-p.writersDone:
 		return errors.New("projector stopped")
 	}
-	w.settle()
 	return <-req.done
+}
+
+// taken settles the share of the batch's round as the writer takes it: from then on
+// the round waits for no more of this partition, and the writer that holds it does not
+// take it for one still to come.
+func (r commitReq) taken(writer int) commitReq {
+	r.round.settle(r.part.Pos.Partition, writer)
+	return r
 }
 
 // write is one writer: it takes the batches waiting for it, from every partition it
 // serves, and commits them in one transaction (group commit), so that many small
 // batches at low load cost one transaction, not one each. Several writers run in
 // parallel (PROJECTOR_WRITERS).
-func (p *Projector) write(in <-chan commitReq) {
+func (p *Projector) write(writer int, in <-chan commitReq) {
 	for {
 		var reqs []commitReq
 		select {
 		case r := <-in:
-			reqs = append(reqs, r)
+			reqs = append(reqs, r.taken(writer))
 		case <-p.writersDone:
 			return
 		}
-		reqs = p.gather(in, reqs)
+		reqs = p.gather(in, writer, reqs)
 		err := p.applyGroup(reqs)
 		if err != nil && len(reqs) > 1 {
 			// One partition's batch may be what failed (or was fenced): commit the others
@@ -503,37 +514,63 @@ func (p *Projector) write(in <-chan commitReq) {
 }
 
 // gather adds the batches waiting for the writer to reqs, up to BatchRecords deltas, and
-// waits (gatherMax at most) for the rest of the rounds they came in.
-func (p *Projector) gather(in <-chan commitReq, reqs []commitReq) []commitReq {
-	nd, need := reqs[0].nd, reqs[0].round
+// waits (GatherWait at most) for the rest of the rounds they came in: until the
+// writer's part of each is complete, or waiting is in vain because a partition whose
+// batch it holds (so whose worker waits for this commit) still owes a share.
+func (p *Projector) gather(in <-chan commitReq, writer int, reqs []commitReq) []commitReq {
+	nd := reqs[0].nd
 	var timeout <-chan time.Time
 	for nd < p.cfg.BatchRecords {
 		select {
 		case r := <-in:
-			reqs = append(reqs, r)
+			reqs = append(reqs, r.taken(writer))
 			nd += r.nd
-			need = max(need, r.round)
 			continue
 		default:
 		}
-		done, changed := p.rounds.state()
-		if done >= need {
+		wait := openRound(reqs, writer)
+		if wait == nil {
 			return reqs
 		}
 		if timeout == nil {
-			timeout = time.After(gatherMax)
+			if p.cfg.GatherWait == 0 {
+				return reqs
+			}
+			timeout = time.After(p.cfg.GatherWait)
 		}
 		select {
 		case r := <-in:
-			reqs = append(reqs, r)
+			reqs = append(reqs, r.taken(writer))
 			nd += r.nd
-			need = max(need, r.round)
-		case <-changed:
+		case <-wait:
 		case <-timeout:
 			return reqs
 		}
 	}
 	return reqs
+}
+
+// openRound is the done channel of a round of reqs whose part for writer is not
+// complete and worth waiting for; nil when there is none.
+func openRound(reqs []commitReq, writer int) <-chan struct{} {
+	for _, r := range reqs {
+		if r.round == nil {
+			continue
+		}
+		done := r.round.done[writer]
+		select {
+		case <-done:
+			continue
+		default:
+		}
+		for _, held := range reqs {
+			if r.round.owes(held.part.Pos.Partition) {
+				return nil
+			}
+		}
+		return done
+	}
+	return nil
 }
 
 func (p *Projector) applyGroup(reqs []commitReq) error {

@@ -453,7 +453,11 @@ func (r *rebuild) processorOffsets(ctx context.Context) (map[int32]int64, error)
 		}
 	}
 	if len(out) == 0 && r.total > 0 {
-		return nil, fmt.Errorf("group %s (--processor-group) has no committed offsets on %s: without them the replay cannot tell what the live tables hold", group, r.kc.EventsTopic)
+		// The log's last stable offsets bound the target alone; no offsets at all is a
+		// processor that has not committed yet (at least once, its first second) or a
+		// wrong --processor-group.
+		r.log.Warn("replay: the processor group has no committed offsets on the events topic; the swap waits for the log's last stable offsets",
+			"group", group, "topic", r.kc.EventsTopic)
 	}
 	// An offset past the log's end cannot be reached: a wrong group or a recreated topic.
 	ends, err := r.adm.ListEndOffsets(ctx, r.kc.EventsTopic)

@@ -21,7 +21,7 @@ import (
 // and two fsyncs where one does).
 func TestOneFetchOfManyPartitionsCommitsInOneTransaction(t *testing.T) {
 	t.Parallel()
-	const partitions, rounds = 6, 8
+	const partitions, rounds = 6, 12
 	kc := testenv.Kafka(t, partitions)
 	pool, _ := testenv.Postgres(t)
 	ctx := testenv.Context(t, 2*time.Minute)
@@ -45,6 +45,7 @@ func TestOneFetchOfManyPartitionsCommitsInOneTransaction(t *testing.T) {
 
 	cfg := projector.Defaults()
 	cfg.Group = "rounds-" + testenv.ID()
+	cfg.GatherWait = time.Second // a worker delayed by a busy machine is waited for, not timed out
 	reg := prometheus.NewRegistry()
 	p, err := projector.New(cfg, kc, pool, nil, nil, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -74,8 +75,9 @@ func TestOneFetchOfManyPartitionsCommitsInOneTransaction(t *testing.T) {
 	}
 	txns := histogramCount(reg, "convsync_projector_batch_deltas")
 	// A fetch may now and then bring a round's partitions apart (the produce lands
-	// between two fetches): one such split in each half of the rounds is allowed.
-	if txns > rounds+2 {
+	// between two fetches): a split in one round of four is allowed. Without the wait,
+	// each fetch is two transactions or more.
+	if txns > rounds+rounds/4 {
 		t.Errorf("%d projector transactions for %d fetches of %d partitions each, want about one a fetch", txns, rounds, partitions)
 	}
 	t.Logf("%d transactions for %d rounds", txns, rounds)
