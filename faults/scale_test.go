@@ -12,15 +12,23 @@ import (
 
 // Fault 5 of issue 13: three `convsync process` and three `convsync project` in their
 // groups on six partitions; mid-load a fourth of each joins, one of each leaves with
-// SIGTERM (and must exit 0), one of each gets kill -9, and the killed ones come back
-// (the processor with the same transactional id, as a StatefulSet ordinal would, which
-// fences its open transaction). Nothing acknowledged is lost and nothing counted twice.
+// SIGTERM (and must exit 0), one of each gets kill -9, and the killed ones come back.
+// Nothing acknowledged is lost and nothing counted twice, in both processor deliveries:
+// at least once (the default), the killed processor's uncommitted second is folded
+// again by the partitions' next owner; exactly once, it comes back with the same
+// transactional id, as a StatefulSet ordinal would, which fences its open transaction.
 func TestScaleOutAddAndRemoveInstancesMidLoad(t *testing.T) {
+	for _, delivery := range []string{"at-least-once", "exactly-once"} {
+		t.Run(delivery, func(t *testing.T) { scaleOutAddAndRemove(t, delivery) })
+	}
+}
+
+func scaleOutAddAndRemove(t *testing.T, delivery string) {
 	kc := testenv.Kafka(t, 6)
 	pool, dbURL := testenv.Postgres(t)
 	r := newRig(t, kc, dbURL, pool)
 	group := "faults-scale-" + testenv.ID()
-	r.env = append(r.env, "PROCESSOR_GROUP="+group)
+	r.env = append(r.env, "PROCESSOR_GROUP="+group, "PROCESSOR_DELIVERY="+delivery)
 	processor := func(slot int) *proc {
 		return r.start("process-"+strconv.Itoa(slot), "process", "PROCESSOR_TRANSACTIONAL_ID="+group+"-"+strconv.Itoa(slot))
 	}
