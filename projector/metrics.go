@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, deltasTopic string) (*metrics, error)
 		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "convsync_freshness_stage_seconds",
 			Help: "Where freshness goes, by stage: ingest_to_delta (webhook arrival to the processor producing its delta, per event), " +
-				"delta_to_projector (the delta produced to its projector batch starting: the Kafka transaction's commit and the fetch, per delta), " +
+				"delta_to_projector (the delta produced to its projector batch starting: the fetch, and with exactly-once the processor's Kafka transaction commit, per delta), " +
 				"projector_commit (the batch starting to its Postgres commit, waiting for the writer included, per delta). Stages across hosts carry their clock skew.",
 			Buckets: []float64{.001, .0025, .005, .0075, .01, .015, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"stage"}),
