@@ -64,12 +64,8 @@ func diffMerged(got []deltas.Delta, events []deltas.Event) string {
 // are folded again by the client that joins after, and none is lost. Marking a batch's
 // offsets before its deltas are acknowledged loses them here.
 func TestAtLeastOnceCommitsNoOffsetBeforeItsDeltas(t *testing.T) {
-	c, kc := fakeKafka(t)
-	codec := newCodec(t)
-	events := produce(t, kc.Brokers, records(t, kc.EventsTopic, 0, loadgenEvents(t, 11, 5, 150)))
-	cfg := testConfig()
-	cfg.Delivery = AtLeastOnce
-	cfg.MaxPollRecords = 10
+	fc := newFaultCase(t, AtLeastOnce, 11, 5, 150)
+	c, kc, codec, events, cfg := fc.c, fc.kc, fc.codec, fc.events, fc.cfg
 	refused := c.Fault(kfake.Fault{
 		Keys: []kmsg.Key{kmsg.Produce}, Topic: kc.DeltasTopic, Err: kerr.InvalidRecord, Count: 3,
 	})
@@ -94,12 +90,8 @@ func TestAtLeastOnceCommitsNoOffsetBeforeItsDeltas(t *testing.T) {
 // group's committed offsets and folds those events again: some deltas are written twice,
 // none is missing, and merged they equal the fold of the events.
 func TestAtLeastOnceCrashFoldsAgainAndLosesNothing(t *testing.T) {
-	c, kc := fakeKafka(t)
-	codec := newCodec(t)
-	events := produce(t, kc.Brokers, records(t, kc.EventsTopic, 0, loadgenEvents(t, 13, 5, 120)))
-	cfg := testConfig()
-	cfg.Delivery = AtLeastOnce
-	cfg.MaxPollRecords = 10
+	fc := newFaultCase(t, AtLeastOnce, 13, 5, 120)
+	c, kc, codec, events, cfg := fc.c, fc.kc, fc.codec, fc.events, fc.cfg
 
 	var dead atomic.Bool
 	dead.Store(true)

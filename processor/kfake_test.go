@@ -13,9 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/convsync/convsync/internal/kafka"
+	"github.com/convsync/convsync/schemas"
 )
 
 // fakeKafka is an in-process cluster with the three topics, for fault injection.
@@ -36,16 +38,33 @@ func fakeKafka(t *testing.T, extra ...kfake.Opt) (*kfake.Cluster, kafka.Config) 
 	return c, kc
 }
 
+// faultCase is a kfake cluster whose events topic holds n events of the load
+// generator's mix (seed, pages), and a test configuration for delivery with batches of
+// 10 records, for the fault-injection tests.
+type faultCase struct {
+	c      *kfake.Cluster
+	kc     kafka.Config
+	codec  *schemas.Codec
+	events []*kgo.Record
+	cfg    Config
+}
+
+func newFaultCase(t *testing.T, delivery string, seed uint64, pages, n int, extra ...kfake.Opt) faultCase {
+	t.Helper()
+	c, kc := fakeKafka(t, extra...)
+	cfg := testConfig()
+	cfg.Delivery = delivery
+	cfg.MaxPollRecords = 10
+	return faultCase{c: c, kc: kc, codec: newCodec(t), cfg: cfg,
+		events: produce(t, kc.Brokers, records(t, kc.EventsTopic, 0, loadgenEvents(t, seed, pages, n)))}
+}
+
 // Kafka answers a delta produce with an error after appending it, a TxnOffsetCommit
 // with a timeout after storing it, and refuses a commit: the retries and the abort
 // leave every event in exactly one committed delta.
 func TestKafkaFaultsNeitherLoseNorDuplicateDeltas(t *testing.T) {
-	c, kc := fakeKafka(t)
-	codec := newCodec(t)
-	events := produce(t, kc.Brokers, records(t, kc.EventsTopic, 0, loadgenEvents(t, 3, 5, 150)))
-	cfg := testConfig()
-	cfg.Delivery = ExactlyOnce
-	cfg.MaxPollRecords = 10
+	fc := newFaultCase(t, ExactlyOnce, 3, 5, 150)
+	c, kc, codec, events, cfg := fc.c, fc.kc, fc.codec, fc.events, fc.cfg
 	faults := map[string]*kfake.FaultHandle{
 		"produce appended, answered NOT_ENOUGH_REPLICAS_AFTER_APPEND": c.Fault(kfake.Fault{
 			Keys: []kmsg.Key{kmsg.Produce}, Topic: kc.DeltasTopic, Err: kerr.NotEnoughReplicasAfterAppend,
@@ -86,12 +105,8 @@ func TestKafkaFaultsNeitherLoseNorDuplicateDeltas(t *testing.T) {
 // instance, with another transactional id, waits for the broker to abort the orphan and
 // redoes its records: nothing lost, nothing twice.
 func TestCrashWithAnOpenTransactionLosesAndDuplicatesNothing(t *testing.T) {
-	c, kc := fakeKafka(t)
-	codec := newCodec(t)
-	events := produce(t, kc.Brokers, records(t, kc.EventsTopic, 0, loadgenEvents(t, 5, 5, 120)))
-	cfg := testConfig()
-	cfg.Delivery = ExactlyOnce
-	cfg.MaxPollRecords = 10
+	fc := newFaultCase(t, ExactlyOnce, 5, 5, 120)
+	c, kc, codec, events, cfg := fc.c, fc.kc, fc.codec, fc.events, fc.cfg
 	cfg.TransactionTimeout = 2 * time.Second
 
 	// From its third commit on, the coordinator answers nothing of the first instance's
@@ -159,12 +174,8 @@ func TestCrashWithAnOpenTransactionLosesAndDuplicatesNothing(t *testing.T) {
 // group again) rather than redo the batch from what it last knew.
 func TestCommitWhoseAnswerIsLostIsNotRedone(t *testing.T) {
 	lost := &answerDropper{dropNth: 3} // the third EndTxn: the third commit
-	_, kc := fakeKafka(t, kfake.ListenFn(lost.listen))
-	codec := newCodec(t)
-	events := produce(t, kc.Brokers, records(t, kc.EventsTopic, 0, loadgenEvents(t, 9, 5, 100)))
-	cfg := testConfig()
-	cfg.Delivery = ExactlyOnce
-	cfg.MaxPollRecords = 10
+	fc := newFaultCase(t, ExactlyOnce, 9, 5, 100, kfake.ListenFn(lost.listen))
+	kc, codec, events, cfg := fc.kc, fc.codec, fc.events, fc.cfg
 	cfg.TransactionTimeout = 2 * time.Second
 
 	p := newProcessor(t, cfg, kc, prometheus.NewRegistry())

@@ -67,10 +67,7 @@ func TestProjectorRefusesToSkipAGapInTheDeltasLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
+	runInBackground(t, p)
 
 	waitFor(t, 30*time.Second, "the projector reports the gap", func() (bool, string) {
 		n, _ := gaugeValue(reg, "convsync_projector_offset_gaps")
@@ -89,6 +86,14 @@ func TestProjectorRefusesToSkipAGapInTheDeltasLog(t *testing.T) {
 			t.Errorf("the gap's log line lacks %s: %s", want, logs.String())
 		}
 	}
+}
+
+// runInBackground runs p until the test ends, then waits for Run to return.
+func runInBackground(t *testing.T, p *projector.Projector) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // gaugeValue is the value of the gauge name on reg (summed over its label values).

@@ -1,7 +1,6 @@
 package projector_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -51,10 +50,7 @@ func TestOneFetchOfManyPartitionsCommitsInOneTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
+	runInBackground(t, p)
 
 	for r := range rounds {
 		// Each round is one produce request with a delta for every partition, which the
